@@ -1,0 +1,142 @@
+//! Database client spans (one per SQL statement, child of the request's server span) and
+//! the connection pool's usage.
+
+use std::{future::Future, sync::OnceLock};
+
+use opentelemetry::{
+    Context, KeyValue, global,
+    trace::{FutureExt, SpanKind, Status, TraceContextExt, Tracer},
+};
+use opentelemetry_semantic_conventions::{attribute as semconv, metric as semconv_metric};
+use sqlx::PgPool;
+
+/// Where the database lives, recorded on every client span.
+static SERVER: OnceLock<(String, u16)> = OnceLock::new();
+
+/// Runs a sqlx query inside a CLIENT span. Use it through [`crate::traced`], which passes
+/// the statement text that sqlx's macros checked at compile time: it is parameterised
+/// (`$1`), so no literal value can reach `db.query.text`.
+pub async fn in_client_span<T>(
+    statement: &'static str,
+    query: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, sqlx::Error> {
+    let Some(tracer) = super::tracer() else { return query.await };
+    let parent = Context::current();
+    let (operation, collection) = summarize(statement);
+    let mut attributes = vec![
+        KeyValue::new(semconv::DB_SYSTEM_NAME, "postgresql"),
+        KeyValue::new(semconv::DB_OPERATION_NAME, operation),
+        KeyValue::new(semconv::DB_QUERY_TEXT, statement),
+    ];
+    let name = match collection {
+        Some(collection) => {
+            attributes.push(KeyValue::new(semconv::DB_COLLECTION_NAME, collection));
+            format!("{operation} {collection}")
+        }
+        None => operation.to_owned(),
+    };
+    if let Some((address, port)) = SERVER.get() {
+        attributes.push(KeyValue::new(semconv::SERVER_ADDRESS, address.clone()));
+        attributes.push(KeyValue::new(semconv::SERVER_PORT, i64::from(*port)));
+    }
+    let span = tracer
+        .span_builder(name)
+        .with_kind(SpanKind::Client)
+        .with_attributes(attributes)
+        .start_with_context(tracer, &parent);
+    let context = parent.with_span(span);
+    let result = query.with_context(context.clone()).await;
+    let span = context.span();
+    if let Err(error) = &result {
+        span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type(error)));
+        span.set_status(Status::error(""));
+    }
+    span.end();
+    result
+}
+
+/// Runs a compile-time checked sqlx query in a database client span:
+/// `traced!(fetch_optional(&pool), query_as!(Todo, "SELECT ... WHERE id = $1", id))`.
+#[macro_export]
+macro_rules! traced {
+    ($fetch:ident($executor:expr), query_as!($out:path, $sql:literal $(, $arg:expr)* $(,)?)) => {
+        $crate::telemetry::db::in_client_span(
+            $sql,
+            ::sqlx::query_as!($out, $sql $(, $arg)*).$fetch($executor),
+        )
+    };
+    ($fetch:ident($executor:expr), query!($sql:literal $(, $arg:expr)* $(,)?)) => {
+        $crate::telemetry::db::in_client_span(
+            $sql,
+            ::sqlx::query!($sql $(, $arg)*).$fetch($executor),
+        )
+    };
+}
+
+/// The operation and table of a statement: `SELECT ... FROM todos` -> (`SELECT`, `todos`).
+fn summarize(statement: &'static str) -> (&'static str, Option<&'static str>) {
+    let mut words = statement.split_whitespace();
+    let operation = words.next().unwrap_or("QUERY");
+    let keyword = match operation.to_ascii_uppercase().as_str() {
+        "SELECT" | "DELETE" => "FROM",
+        "INSERT" => "INTO",
+        "UPDATE" => return (operation, words.next()),
+        _ => return (operation, None),
+    };
+    let collection = words
+        .skip_while(|word| !word.eq_ignore_ascii_case(keyword))
+        .nth(1)
+        .map(|table| table.trim_end_matches([';', ')', '(', ',']));
+    (operation, collection)
+}
+
+fn error_type(error: &sqlx::Error) -> &'static str {
+    match error {
+        sqlx::Error::Database(_) => "database_error",
+        sqlx::Error::PoolTimedOut => "pool_timed_out",
+        sqlx::Error::Io(_) => "io_error",
+        sqlx::Error::RowNotFound => "row_not_found",
+        _ => "sqlx_error",
+    }
+}
+
+/// Records the server address for client spans and reports the pool's connections
+/// (`db.client.connection.count`, by state) at each metric export.
+pub fn observe_pool(pool: &PgPool) {
+    let options = pool.connect_options();
+    let _ = SERVER.set((options.get_host().to_owned(), options.get_port()));
+
+    let pool = pool.clone();
+    global::meter(super::SCOPE)
+        .i64_observable_up_down_counter(semconv_metric::DB_CLIENT_CONNECTION_COUNT)
+        .with_unit("{connection}")
+        .with_description("Connections of the service's Postgres pool, by state.")
+        .with_callback(move |observer| {
+            let idle = pool.num_idle() as i64;
+            let used = i64::from(pool.size()) - idle;
+            for (state, count) in [("idle", idle), ("used", used)] {
+                observer.observe(
+                    count,
+                    &[
+                        KeyValue::new(semconv::DB_CLIENT_CONNECTION_POOL_NAME, "todo-api"),
+                        KeyValue::new(semconv::DB_CLIENT_CONNECTION_STATE, state),
+                    ],
+                );
+            }
+        })
+        .build();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summarize;
+
+    #[test]
+    fn names_operation_and_table() {
+        assert_eq!(summarize("SELECT id FROM todos WHERE id = $1"), ("SELECT", Some("todos")));
+        assert_eq!(summarize("INSERT INTO todos (id) VALUES ($1)"), ("INSERT", Some("todos")));
+        assert_eq!(summarize("UPDATE todos SET title = $2"), ("UPDATE", Some("todos")));
+        assert_eq!(summarize("DELETE FROM todos WHERE id = $1"), ("DELETE", Some("todos")));
+        assert_eq!(summarize("SELECT 1"), ("SELECT", None));
+    }
+}

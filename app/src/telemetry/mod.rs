@@ -1,0 +1,217 @@
+//! All of the service's instrumentation lives here: the SDK set-up driven by the standard
+//! `OTEL_*` variables, the HTTP middleware (server spans + request duration metric) and
+//! the database client spans. Handlers contain no telemetry code.
+
+mod exporters;
+pub mod db;
+pub mod http;
+
+use std::{
+    sync::OnceLock,
+    thread,
+    time::{Duration, Instant},
+};
+
+use opentelemetry::{KeyValue, global, trace::TraceContextExt};
+use opentelemetry_sdk::{
+    Resource,
+    logs::{BatchLogProcessor, SdkLoggerProvider},
+    metrics::SdkMeterProvider,
+    propagation::TraceContextPropagator,
+    trace::{SdkTracer, SdkTracerProvider},
+};
+use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+
+use crate::config::var;
+use exporters::{ExporterKind, LogTimestamps, WarnOnce};
+
+const DEFAULT_SERVICE_NAME: &str = "todo-api";
+/// Instrumentation scope of everything the service records itself.
+const SCOPE: &str = "todo-api";
+
+static SERVICE_NAME: OnceLock<String> = OnceLock::new();
+static TRACER: OnceLock<SdkTracer> = OnceLock::new();
+
+/// The SDK providers, kept to flush and shut them down on exit.
+#[derive(Default)]
+pub struct Telemetry {
+    tracer_provider: Option<SdkTracerProvider>,
+    meter_provider: Option<SdkMeterProvider>,
+    logger_provider: Option<SdkLoggerProvider>,
+}
+
+/// Sets up tracing, metrics and logs from the environment and installs the `tracing`
+/// subscriber (console output plus, unless disabled, the OTLP log bridge).
+pub fn init() -> anyhow::Result<Telemetry> {
+    let resource = resource();
+    let service_name = resource
+        .get(&opentelemetry::Key::from_static_str("service.name"))
+        .map(|value| value.to_string())
+        .unwrap_or_else(|| DEFAULT_SERVICE_NAME.to_owned());
+    let _ = SERVICE_NAME.set(service_name);
+
+    // The Rust SDK does not implement OTEL_SDK_DISABLED itself (see the spec's
+    // "General SDK Configuration"); honouring it here leaves every API call a no-op.
+    let disabled = var("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let mut telemetry = Telemetry::default();
+    if !disabled {
+        telemetry.tracer_provider = tracer_provider(&resource)?;
+        telemetry.meter_provider = meter_provider(&resource)?;
+        telemetry.logger_provider = logger_provider(&resource)?;
+    }
+
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    if let Some(provider) = &telemetry.tracer_provider {
+        use opentelemetry::trace::TracerProvider as _;
+        let _ = TRACER.set(provider.tracer(SCOPE));
+        global::set_tracer_provider(provider.clone());
+    }
+    if let Some(provider) = &telemetry.meter_provider {
+        global::set_meter_provider(provider.clone());
+        http::register_metrics(&global::meter(SCOPE));
+    }
+
+    let console = tracing_subscriber::fmt::layer()
+        .with_target(false)
+        .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            EnvFilter::new("info,sqlx=warn").add_directive(quiet_exporter_crates())
+        }));
+    let otlp_logs = telemetry.logger_provider.as_ref().map(|provider| {
+        opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(provider)
+            // Independent of RUST_LOG, and never the exporter's own crates: telemetry
+            // about exporting telemetry would feed itself.
+            .with_filter(
+                EnvFilter::new("info,sqlx=warn,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off,tonic=off,h2=off,hyper=off,hyper_util=off,reqwest=off,tower=off"),
+            )
+    });
+    tracing_subscriber::registry().with(console).with(otlp_logs).try_init()?;
+    Ok(telemetry)
+}
+
+fn quiet_exporter_crates() -> tracing_subscriber::filter::Directive {
+    "opentelemetry_sdk=off".parse().expect("static directive")
+}
+
+/// `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` are read by the SDK's default
+/// detectors; the lab's defaults only fill what they leave empty, because anything set
+/// in code would override the environment.
+fn resource() -> Resource {
+    let detected = Resource::builder().build();
+    let mut builder = Resource::builder();
+    let name = detected.get(&opentelemetry::Key::from_static_str("service.name"));
+    if name.is_none_or(|name| name.as_str().starts_with("unknown_service")) {
+        builder = builder.with_service_name(DEFAULT_SERVICE_NAME);
+    }
+    if detected.get(&opentelemetry::Key::from_static_str("service.version")).is_none() {
+        builder = builder.with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
+    }
+    builder.build()
+}
+
+fn tracer_provider(resource: &Resource) -> anyhow::Result<Option<SdkTracerProvider>> {
+    let builder = SdkTracerProvider::builder().with_resource(resource.clone());
+    Ok(match ExporterKind::from_env("OTEL_TRACES_EXPORTER")? {
+        ExporterKind::None => None,
+        ExporterKind::Console => Some(
+            builder.with_simple_exporter(opentelemetry_stdout::SpanExporter::default()).build(),
+        ),
+        ExporterKind::Otlp => {
+            let exporter = opentelemetry_otlp::SpanExporter::builder().build()?;
+            Some(builder.with_batch_exporter(WarnOnce::new("traces", exporter)).build())
+        }
+    })
+}
+
+fn meter_provider(resource: &Resource) -> anyhow::Result<Option<SdkMeterProvider>> {
+    let builder = SdkMeterProvider::builder().with_resource(resource.clone());
+    Ok(match ExporterKind::from_env("OTEL_METRICS_EXPORTER")? {
+        ExporterKind::None => None,
+        ExporterKind::Console => Some(
+            builder.with_periodic_exporter(opentelemetry_stdout::MetricExporter::default()).build(),
+        ),
+        ExporterKind::Otlp => {
+            let exporter = opentelemetry_otlp::MetricExporter::builder().build()?;
+            Some(builder.with_periodic_exporter(WarnOnce::new("metrics", exporter)).build())
+        }
+    })
+}
+
+fn logger_provider(resource: &Resource) -> anyhow::Result<Option<SdkLoggerProvider>> {
+    let builder = SdkLoggerProvider::builder().with_resource(resource.clone());
+    Ok(match ExporterKind::from_env("OTEL_LOGS_EXPORTER")? {
+        ExporterKind::None => None,
+        ExporterKind::Console => Some(
+            builder
+                .with_log_processor(LogTimestamps::new(
+                    opentelemetry_sdk::logs::SimpleLogProcessor::new(
+                        opentelemetry_stdout::LogExporter::default(),
+                    ),
+                ))
+                .build(),
+        ),
+        ExporterKind::Otlp => {
+            let exporter = opentelemetry_otlp::LogExporter::builder().build()?;
+            let batch = BatchLogProcessor::builder(WarnOnce::new("logs", exporter)).build();
+            Some(builder.with_log_processor(LogTimestamps::new(batch)).build())
+        }
+    })
+}
+
+impl Telemetry {
+    /// Flushes and shuts the providers down in parallel, giving up after `budget`: a
+    /// collector that accepts connections but never answers must not hold the exit.
+    pub fn shutdown(self, budget: Duration) {
+        let deadline = Instant::now() + budget;
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let mut pending = 0;
+        let mut spawn = |name: &'static str, job: Box<dyn FnOnce() -> String + Send>| {
+            pending += 1;
+            let done_tx = done_tx.clone();
+            thread::spawn(move || {
+                let outcome = job();
+                let _ = done_tx.send((name, outcome));
+            });
+        };
+        if let Some(provider) = self.tracer_provider {
+            spawn("traces", Box::new(move || outcome(provider.shutdown_with_timeout(budget))));
+        }
+        if let Some(provider) = self.meter_provider {
+            spawn("metrics", Box::new(move || outcome(provider.shutdown_with_timeout(budget))));
+        }
+        if let Some(provider) = self.logger_provider {
+            spawn("logs", Box::new(move || outcome(provider.shutdown_with_timeout(budget))));
+        }
+        for _ in 0..pending {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match done_rx.recv_timeout(left) {
+                Ok((_, outcome)) if outcome.is_empty() => {}
+                Ok((signal, outcome)) => eprintln!("telemetry: {signal} shutdown: {outcome}"),
+                Err(_) => {
+                    eprintln!("telemetry: gave up flushing after {budget:?}; some data was not sent");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn outcome(result: opentelemetry_sdk::error::OTelSdkResult) -> String {
+    result.err().map(|error| error.to_string()).unwrap_or_default()
+}
+
+/// The value of `service.name`, as the health endpoint reports it.
+pub fn service_name() -> &'static str {
+    SERVICE_NAME.get().map_or(DEFAULT_SERVICE_NAME, String::as_str)
+}
+
+/// The trace id of the request being handled, for problem documents.
+pub fn current_trace_id() -> Option<String> {
+    let context = opentelemetry::Context::current();
+    let span = context.span();
+    let span_context = span.span_context();
+    span_context.is_valid().then(|| span_context.trace_id().to_string())
+}
+
+fn tracer() -> Option<&'static SdkTracer> {
+    TRACER.get()
+}
