@@ -9,4 +9,5 @@ pub mod problem;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;
+pub mod text;
 pub mod todos;

@@ -5,7 +5,7 @@ use poem_openapi::{Object, types::MaybeUndefined};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::traced;
+use crate::{text::Text, traced};
 
 /// A todo item.
 #[derive(Debug, Clone, Object)]
@@ -24,9 +24,9 @@ pub struct Todo {
 #[derive(Debug, Object)]
 pub struct TodoCreate {
     #[oai(validator(min_length = 1, max_length = 200))]
-    pub title: String,
+    pub title: Text,
     #[oai(validator(max_length = 2000))]
-    pub description: Option<String>,
+    pub description: Option<Text>,
     #[oai(default)]
     pub completed: bool,
 }
@@ -36,9 +36,9 @@ pub struct TodoCreate {
 #[derive(Debug, Object)]
 pub struct TodoUpdate {
     #[oai(validator(min_length = 1, max_length = 200))]
-    pub title: MaybeUndefined<String>,
+    pub title: MaybeUndefined<Text>,
     #[oai(validator(max_length = 2000))]
-    pub description: MaybeUndefined<String>,
+    pub description: MaybeUndefined<Text>,
     pub completed: MaybeUndefined<bool>,
 }
 
@@ -70,8 +70,8 @@ impl TodoStore {
                 "INSERT INTO todos (id, title, description, completed) VALUES ($1, $2, $3, $4) \
                  RETURNING id, title, description, completed, created_at, updated_at",
                 Uuid::now_v7(),
-                new.title,
-                new.description,
+                String::from(new.title),
+                new.description.map(String::from),
                 new.completed
             )
         )
@@ -111,8 +111,8 @@ impl TodoStore {
     pub async fn update(
         &self,
         id: Uuid,
-        title: Option<String>,
-        description: MaybeUndefined<String>,
+        title: Option<Text>,
+        description: MaybeUndefined<Text>,
         completed: Option<bool>,
     ) -> Result<Option<Todo>, sqlx::Error> {
         let set_description = !description.is_undefined();
@@ -126,9 +126,9 @@ impl TodoStore {
                  WHERE id = $1 \
                  RETURNING id, title, description, completed, created_at, updated_at",
                 id,
-                title,
+                title.map(String::from),
                 set_description,
-                description.take(),
+                description.take().map(String::from),
                 completed
             )
         )

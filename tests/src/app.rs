@@ -1,0 +1,95 @@
+//! The real `todo-api` binary, started per test on a random port against its own
+//! database.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+};
+
+use crate::{postgres::Cluster, process::Server};
+
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
+    pub address: String,
+    pub database_url: String,
+    pub client: reqwest::Client,
+    server: Server,
+}
+
+impl TestApp {
+    /// Starts the service with a fresh database and telemetry off.
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(&[("OTEL_SDK_DISABLED", "true")]).await
+    }
+
+    /// Starts the service with a fresh database and extra environment variables.
+    pub async fn spawn_with(env: &[(&str, &str)]) -> TestApp {
+        let database_url = Cluster::shared().fresh_database();
+        Self::spawn_on(&database_url, env).await
+    }
+
+    /// Starts the service against `database_url`.
+    pub async fn spawn_on(database_url: &str, env: &[(&str, &str)]) -> TestApp {
+        let mut command = Command::new(binary());
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("DATABASE_URL", database_url)
+            .env("APP_HOST", "127.0.0.1")
+            .env("PORT", "0")
+            .env("RUST_LOG", "info")
+            .env("DATABASE_CONNECT_TIMEOUT_SECS", "5")
+            .envs(env.iter().copied());
+        let (server, address) = tokio::task::block_in_place(|| {
+            Server::start(&mut command, |line| {
+                line.strip_prefix("listening on ").map(str::to_owned)
+            })
+        })
+        .unwrap_or_else(|error| panic!("todo-api did not start: {error:#}"));
+        TestApp {
+            address,
+            database_url: database_url.to_owned(),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("reqwest client"),
+            server,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// What the service printed so far (console logs and exporter messages).
+    pub fn output(&self) -> String {
+        self.server.output()
+    }
+
+    /// SIGTERM, then wait: a graceful shutdown flushes telemetry before exit.
+    pub fn shutdown(mut self) -> std::process::ExitStatus {
+        tokio::task::block_in_place(|| self.server.terminate()).expect("todo-api exits")
+    }
+}
+
+static BINARY: OnceLock<PathBuf> = OnceLock::new();
+
+/// Tells the kit which `todo-api` binary to run; the service's own tests pass
+/// `env!("CARGO_BIN_EXE_todo-api")`, which cargo keeps fresh.
+pub fn use_binary(path: &str) {
+    let _ = BINARY.set(PathBuf::from(path));
+}
+
+/// The `todo-api` binary: the one given to [`use_binary`], else the workspace's debug
+/// build (`cargo test --workspace` builds it before running any test).
+pub fn binary() -> &'static Path {
+    BINARY.get_or_init(|| {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| crate::workspace_root().join("target"));
+        let path = target.join("debug").join("todo-api");
+        assert!(path.exists(), "{} is missing: run `cargo build -p todo-api` first", path.display());
+        path
+    })
+}

@@ -1,0 +1,294 @@
+//! A small OTLP receiver (gRPC and HTTP/protobuf) that records what the service exports,
+//! for tests that assert on spans, metrics and logs.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use opentelemetry_proto::tonic::{
+    collector::{
+        logs::v1::{
+            ExportLogsServiceRequest, ExportLogsServiceResponse,
+            logs_service_server::{LogsService, LogsServiceServer},
+        },
+        metrics::v1::{
+            ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+            metrics_service_server::{MetricsService, MetricsServiceServer},
+        },
+        trace::v1::{
+            ExportTraceServiceRequest, ExportTraceServiceResponse,
+            trace_service_server::{TraceService, TraceServiceServer},
+        },
+    },
+    common::v1::{AnyValue, KeyValue, any_value},
+    logs::v1::LogRecord,
+    metrics::v1::Metric,
+    trace::v1::Span,
+};
+use prost::Message;
+
+/// Attributes as JSON values: strings, numbers and booleans as such.
+pub type Attributes = BTreeMap<String, serde_json::Value>;
+
+#[derive(Debug, Clone)]
+pub struct ReceivedSpan {
+    pub resource: Attributes,
+    pub attributes: Attributes,
+    pub span: Span,
+}
+
+impl ReceivedSpan {
+    pub fn trace_id(&self) -> String {
+        hex(&self.span.trace_id)
+    }
+    pub fn span_id(&self) -> String {
+        hex(&self.span.span_id)
+    }
+    pub fn parent_span_id(&self) -> String {
+        hex(&self.span.parent_span_id)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ReceivedLog {
+    pub resource: Attributes,
+    pub attributes: Attributes,
+    pub record: LogRecord,
+}
+
+impl ReceivedLog {
+    pub fn trace_id(&self) -> String {
+        hex(&self.record.trace_id)
+    }
+    pub fn body(&self) -> String {
+        self.record.body.as_ref().map(value).map(|v| match v {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        }).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ReceivedMetric {
+    pub resource: Attributes,
+    pub metric: Metric,
+}
+
+#[derive(Default)]
+struct Store {
+    traces: Mutex<Vec<ExportTraceServiceRequest>>,
+    metrics: Mutex<Vec<ExportMetricsServiceRequest>>,
+    logs: Mutex<Vec<ExportLogsServiceRequest>>,
+}
+
+/// Listens on two random loopback ports until dropped.
+pub struct OtlpReceiver {
+    /// `http://127.0.0.1:PORT` of the gRPC listener.
+    pub grpc_endpoint: String,
+    /// `http://127.0.0.1:PORT` of the HTTP/protobuf listener (`/v1/traces`...).
+    pub http_endpoint: String,
+    store: Arc<Store>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for OtlpReceiver {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl OtlpReceiver {
+    pub async fn start() -> Self {
+        let store = Arc::new(Store::default());
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind gRPC");
+        let grpc_endpoint = format!("http://{}", grpc.local_addr().expect("addr"));
+        let service = Grpc(store.clone());
+        let grpc_task = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(service.clone()))
+                .add_service(MetricsServiceServer::new(service.clone()))
+                .add_service(LogsServiceServer::new(service))
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(grpc))
+                .await;
+        });
+
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind HTTP");
+        let http_endpoint = format!("http://{}", http.local_addr().expect("addr"));
+        let http_task = tokio::spawn(serve_http(http, store.clone()));
+        Self { grpc_endpoint, http_endpoint, store, tasks: vec![grpc_task, http_task] }
+    }
+
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        let requests = self.store.traces.lock().expect("lock");
+        let mut spans = Vec::new();
+        for request in requests.iter() {
+            for resource_spans in &request.resource_spans {
+                let resource = resource_attributes(resource_spans.resource.as_ref());
+                for scope in &resource_spans.scope_spans {
+                    for span in &scope.spans {
+                        spans.push(ReceivedSpan {
+                            resource: resource.clone(),
+                            attributes: attributes(&span.attributes),
+                            span: span.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        spans
+    }
+
+    pub fn logs(&self) -> Vec<ReceivedLog> {
+        let requests = self.store.logs.lock().expect("lock");
+        let mut logs = Vec::new();
+        for request in requests.iter() {
+            for resource_logs in &request.resource_logs {
+                let resource = resource_attributes(resource_logs.resource.as_ref());
+                for scope in &resource_logs.scope_logs {
+                    for record in &scope.log_records {
+                        logs.push(ReceivedLog {
+                            resource: resource.clone(),
+                            attributes: attributes(&record.attributes),
+                            record: record.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        logs
+    }
+
+    pub fn metrics(&self) -> Vec<ReceivedMetric> {
+        let requests = self.store.metrics.lock().expect("lock");
+        let mut metrics = Vec::new();
+        for request in requests.iter() {
+            for resource_metrics in &request.resource_metrics {
+                let resource = resource_attributes(resource_metrics.resource.as_ref());
+                for scope in &resource_metrics.scope_metrics {
+                    for metric in &scope.metrics {
+                        metrics.push(ReceivedMetric { resource: resource.clone(), metric: metric.clone() });
+                    }
+                }
+            }
+        }
+        metrics
+    }
+
+    /// How many export requests arrived, all signals together.
+    pub fn request_count(&self) -> usize {
+        self.store.traces.lock().expect("lock").len()
+            + self.store.metrics.lock().expect("lock").len()
+            + self.store.logs.lock().expect("lock").len()
+    }
+
+    /// Polls `check` until it returns `Some`, or panics after `timeout` with `what`.
+    pub async fn wait_for<T>(&self, what: &str, timeout: Duration, check: impl Fn(&Self) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(found) = check(self) {
+                return found;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Grpc(Arc<Store>);
+
+#[tonic::async_trait]
+impl TraceService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0.traces.lock().expect("lock").push(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.0.metrics.lock().expect("lock").push(request.into_inner());
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        self.0.logs.lock().expect("lock").push(request.into_inner());
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+/// OTLP/HTTP with binary protobuf bodies, as the OTLP specification describes it.
+async fn serve_http(listener: tokio::net::TcpListener, store: Arc<Store>) {
+    use poem::{
+        EndpointExt, Route, Server, handler, http::StatusCode, listener::TcpAcceptor, post,
+        web::{Data, Path},
+    };
+
+    #[handler]
+    fn export(Path(signal): Path<String>, body: Vec<u8>, store: Data<&Arc<Store>>) -> poem::Response {
+        let accepted = match signal.as_str() {
+            "traces" => ExportTraceServiceRequest::decode(body.as_ref())
+                .map(|request| store.traces.lock().expect("lock").push(request))
+                .map(|()| ExportTraceServiceResponse::default().encode_to_vec()),
+            "metrics" => ExportMetricsServiceRequest::decode(body.as_ref())
+                .map(|request| store.metrics.lock().expect("lock").push(request))
+                .map(|()| ExportMetricsServiceResponse::default().encode_to_vec()),
+            "logs" => ExportLogsServiceRequest::decode(body.as_ref())
+                .map(|request| store.logs.lock().expect("lock").push(request))
+                .map(|()| ExportLogsServiceResponse::default().encode_to_vec()),
+            _ => return poem::Response::builder().status(StatusCode::NOT_FOUND).finish(),
+        };
+        match accepted {
+            Ok(response) => poem::Response::builder().content_type("application/x-protobuf").body(response),
+            Err(_) => poem::Response::builder().status(StatusCode::BAD_REQUEST).finish(),
+        }
+    }
+
+    let app = Route::new().at("/v1/:signal", post(export)).data(store);
+    let acceptor = TcpAcceptor::from_tokio(listener).expect("acceptor");
+    let _ = Server::new_with_acceptor(acceptor).run(app).await;
+}
+
+fn resource_attributes(resource: Option<&opentelemetry_proto::tonic::resource::v1::Resource>) -> Attributes {
+    resource.map(|resource| attributes(&resource.attributes)).unwrap_or_default()
+}
+
+pub fn attributes(pairs: &[KeyValue]) -> Attributes {
+    pairs
+        .iter()
+        .map(|pair| (pair.key.clone(), pair.value.as_ref().map(value).unwrap_or_default()))
+        .collect()
+}
+
+fn value(value: &AnyValue) -> serde_json::Value {
+    match &value.value {
+        Some(any_value::Value::StringValue(s)) => s.clone().into(),
+        Some(any_value::Value::IntValue(i)) => (*i).into(),
+        Some(any_value::Value::BoolValue(b)) => (*b).into(),
+        Some(any_value::Value::DoubleValue(d)) => (*d).into(),
+        Some(any_value::Value::ArrayValue(array)) => array.values.iter().map(self::value).collect(),
+        Some(other) => format!("{other:?}").into(),
+        None => serde_json::Value::Null,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
