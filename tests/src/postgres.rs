@@ -56,7 +56,8 @@ impl Cluster {
             .arg(&data)
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=300"])
             .args(["-p", &port.to_string(), "-k"])
-            .arg(&dir);
+            .arg(&dir)
+            .env("LAB_CLEANUP_DIR", &dir);
         let (server, ()) = Server::start(&mut command, |line| {
             line.contains("ready to accept connections").then_some(())
         })?;

@@ -21,7 +21,8 @@ pub struct Server {
 
 impl Server {
     /// Starts `command` (program + arguments + environment as configured by the caller)
-    /// so that it dies with the test process. `ready` is called with each line the
+    /// so that it dies with the test process. A `LAB_CLEANUP_DIR` in its environment is
+    /// removed once it has exited. `ready` is called with each line the
     /// server prints (stdout and stderr); the call returns once it returns `Some`.
     pub fn start<T>(
         command: &mut Command,
@@ -32,7 +33,10 @@ impl Server {
         let script = r#"exec 3<&0
 "$@" </dev/null & pid=$!
 (cat <&3 >/dev/null; kill $pid 2>/dev/null) &
-wait $pid"#;
+wait $pid
+status=$?
+if [ -n "${LAB_CLEANUP_DIR:-}" ]; then rm -rf "$LAB_CLEANUP_DIR"; fi
+exit $status"#;
         let mut wrapped = Command::new("sh");
         wrapped.arg("-c").arg(script).arg("sh").arg(&program).args(command.get_args());
         for (key, value) in command.get_envs() {

@@ -1,0 +1,200 @@
+# otel-lab: `just` lists the recipes. Start with README.md, then labs/lab-1-app.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# List the recipes
+default:
+    @just --list --unsorted
+
+# ---- Develop and test ------------------------------------------------------------------
+
+# Set up and run the API with no Docker: a local Postgres if none answers on :5432, telemetry on the console
+dev:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+      stack/native/postgres.sh serve & trap "kill $! 2>/dev/null" EXIT
+      for _ in $(seq 1 60); do (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && break; sleep 0.5; done
+    fi
+    echo "Swagger UI: http://127.0.0.1:8000/docs (Ctrl-C stops)"
+    OTEL_TRACES_EXPORTER=console OTEL_LOGS_EXPORTER=console OTEL_METRICS_EXPORTER=none cargo run -p todo-api
+
+# Run every test: static checks, API and telemetry tests, the native pipeline test
+test: native-build sqlx-check
+    cargo test --workspace --locked
+
+# Build (or reuse) the native collector and Prometheus the pipeline test runs
+native-build:
+    stack/native/build.sh >/dev/null
+
+# Check that the committed sqlx query cache (app/.sqlx) matches the queries
+sqlx-check:
+    stack/native/postgres.sh run bash -c 'cd app && sqlx migrate run --source migrations >/dev/null && cargo sqlx prepare --check'
+
+# Refresh app/.sqlx after changing a query
+sqlx-prepare:
+    stack/native/postgres.sh run bash -c 'cd app && sqlx migrate run --source migrations >/dev/null && cargo sqlx prepare'
+
+# The whole pipeline without Docker: Postgres, native Prometheus + collector, the API exporting to it
+native: native-build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    pids=()
+    trap 'kill "${pids[@]}" 2>/dev/null' EXIT
+    if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+      stack/native/postgres.sh serve & pids+=($!)
+    fi
+    stack/native/run.sh stack & pids+=($!)
+    curl --silent --fail --output /dev/null --retry 60 --retry-delay 1 --retry-all-errors http://127.0.0.1:13133/
+    echo "Prometheus http://127.0.0.1:9090 | collector OTLP 127.0.0.1:14317/14318 | API http://127.0.0.1:8000/docs"
+    echo "Next, in another terminal: just traffic && just verify --native"
+    OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:14317 OTEL_EXPORTER_OTLP_PROTOCOL=grpc \
+      OTEL_METRIC_EXPORT_INTERVAL=5000 OTEL_RESOURCE_ATTRIBUTES=deployment.environment.name=lab \
+      cargo run -p todo-api
+
+
+# Run the API on the host, telemetry to: console (lab 1), lgtm (lab 2), collector (labs 3-5)
+run target="collector":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    case "{{target}}" in
+      console)   export OTEL_TRACES_EXPORTER=console OTEL_LOGS_EXPORTER=console OTEL_METRICS_EXPORTER=none ;;
+      lgtm)      export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 ;;
+      collector) export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:14318 ;;
+      *) echo "target is console, lgtm or collector, not '{{target}}'" >&2; exit 2 ;;
+    esac
+    export OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf OTEL_METRIC_EXPORT_INTERVAL=5000
+    export OTEL_RESOURCE_ATTRIBUTES=deployment.environment.name=lab
+    exec cargo run -p todo-api
+
+# Send a bounded mix of good and bad requests (labctl traffic --help for the options)
+traffic *args:
+    cargo run -q -p labctl -- traffic {{args}}
+
+# Check every signal and every dashboard query (labctl verify --help for the options)
+verify *args:
+    cargo run -q -p labctl -- verify {{args}}
+
+# ---- Lab stages (Docker) ---------------------------------------------------------------
+#
+# Each lab stage is the compose files of the stage before plus one small override
+# (stack/README.md has the table). `down`, `reset`, `logs` and `status` name every file
+# and the `app` profile, so they reach whatever stage is running.
+
+stage1 := "-f stack/compose.yaml"
+stage2 := stage1 + " -f stack/compose.lgtm.yaml"
+stage3 := stage2 + " -f stack/compose.collector.yaml"
+stage4 := stage3 + " -f stack/compose.dashboard.yaml"
+stage5 := stage4 + " -f stack/compose.faults.yaml"
+all_stages := stage5 + " --profile app"
+
+# Lab 1: Postgres; the API runs on the host (`just run console`), or `just lab-1 container`
+lab-1 app="host": (_up stage1 app)
+    #!/usr/bin/env bash
+    set -euo pipefail
+    echo
+    echo "Lab 1 is up: Postgres on 127.0.0.1:5432 (user todouser, password todopass, database tododb)."
+    if [ "{{app}}" = host ]; then
+      echo "Next: start the API in a second terminal, telemetry on the console:  just run console"
+    else
+      echo "The API runs in a container; its spans and logs:  just logs app"
+    fi
+    echo "Then: Swagger UI http://127.0.0.1:8000/docs  |  checkpoint: just check 1  |  guide: labs/lab-1-app/README.md"
+
+# Lab 2: + grafana/otel-lgtm; the API exports straight to it (`just run lgtm`)
+lab-2 app="host": (_up stage2 app)
+    #!/usr/bin/env bash
+    set -euo pipefail
+    echo
+    echo "Lab 2 is up: Grafana http://127.0.0.1:3000 (Explore: Tempo, Loki, Prometheus), OTLP on 127.0.0.1:4317/4318."
+    if [ "{{app}}" = host ]; then
+      echo "Next: restart the API so it exports to LGTM:  just run lgtm"
+    else
+      echo "The API container now exports to LGTM: http://127.0.0.1:8000/docs"
+    fi
+    echo "Then: send a few requests  |  checkpoint: just check 2  |  guide: labs/lab-2-lgtm/README.md"
+
+# Lab 3: + the collector with span_metrics in the path (`just run collector`)
+lab-3 app="host": (_up stage3 app) _collector-ready
+    #!/usr/bin/env bash
+    set -euo pipefail
+    echo
+    echo "Lab 3 is up: the collector takes OTLP on 127.0.0.1:14317/14318 (health: http://127.0.0.1:13133/) and feeds LGTM."
+    if [ "{{app}}" = host ]; then
+      echo "Next: restart the API so it exports to the collector:  just run collector"
+    else
+      echo "The API container now exports to the collector."
+    fi
+    echo "Then: just traffic --duration 30s  |  Grafana http://127.0.0.1:3000  |  checkpoint: just check 3  |  guide: labs/lab-3-collector/README.md"
+
+# Lab 4: + the "Todo API Overview" dashboard in Grafana
+lab-4 app="host": (_up stage4 app) _collector-ready
+    #!/usr/bin/env bash
+    set -euo pipefail
+    echo
+    echo "Lab 4 is up: dashboard http://127.0.0.1:3000/d/todo-api-overview"
+    if [ "{{app}}" = host ]; then
+      echo "The API keeps exporting to the collector (just run collector)."
+    fi
+    echo "Next: just traffic --duration 60s  |  checkpoint: just check 4  |  guide: labs/lab-4-dashboard/README.md"
+
+# Lab 5: + the app's fault switch; then `just traffic` and `just verify`
+lab-5 app="host": (_up stage5 app) _collector-ready
+    #!/usr/bin/env bash
+    set -euo pipefail
+    echo
+    echo "Lab 5 is up: dashboard http://127.0.0.1:3000/d/todo-api-overview"
+    if [ "{{app}}" = host ]; then
+      echo "Next: restart the API with the fault switch on:"
+      echo "  LAB_FAULT_ERROR_RATE=0.1 LAB_FAULT_LATENCY_MS=200 LAB_FAULT_ROUTES='/api/v1/todos/{todo_id}' just run collector"
+    else
+      echo "The API container runs with the fault switch on (stack/compose.faults.yaml)."
+    fi
+    echo "Then: just traffic, watch the dashboard, just verify  |  checkpoint: just check 5  |  guide: labs/lab-5-verify/README.md"
+
+# Stop the lab's containers; data volumes are kept
+down:
+    docker compose {{all_stages}} down --remove-orphans
+
+# Stop the lab and delete its data: Postgres rows, traces, logs, metrics
+reset:
+    docker compose {{all_stages}} down --remove-orphans --volumes
+
+# Follow the containers' logs: all of them, or some (`just logs collector`)
+logs *services:
+    docker compose {{all_stages}} logs --follow --tail 100 {{services}}
+
+# Which lab containers exist, and are they healthy?
+status:
+    docker compose {{all_stages}} ps --all
+
+# The checkpoint of lab N (1-5): a PASS/FAIL table with a fix for each failure
+check n *args:
+    cargo run -q -p labctl -- check {{n}} {{args}}
+
+# Bring the stack to a stage. `app`: `host` (you run the API with `just run ...`) or
+# `container` (compose builds and runs it, profile `app`).
+_up files app:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    case "{{app}}" in
+      host)
+        # A container copy of the API left by an earlier `container` run would hold
+        # port 8000 and still export to its old destination: remove it.
+        docker compose {{all_stages}} rm --stop --force app >/dev/null
+        docker compose {{files}} up --detach --wait --wait-timeout 300 --remove-orphans
+        ;;
+      container)
+        docker compose {{files}} --profile app up --detach --wait --wait-timeout 300 --remove-orphans
+        ;;
+      *)
+        echo "app is where the API runs: host (the default) or container, not '{{app}}'" >&2
+        exit 2
+        ;;
+    esac
+
+# The collector's container healthcheck can only validate its config (the image has no
+# shell or curl); whether its pipelines run is asked here, from the host.
+_collector-ready:
+    @curl --silent --fail --output /dev/null --retry 30 --retry-delay 1 --retry-all-errors http://127.0.0.1:13133/ \
+      || { echo "the collector's health endpoint (127.0.0.1:13133) did not answer; see: just logs collector" >&2; exit 1; }
+
