@@ -65,7 +65,10 @@ impl ServiceApi {
     /// Liveness: the process is up (does not touch the database).
     #[oai(path = "/health", method = "get")]
     async fn health(&self) -> Json<Health> {
-        Json(Health { status: "healthy".to_owned(), service: telemetry::service_name().to_owned() })
+        Json(Health {
+            status: "healthy".to_owned(),
+            service: telemetry::service_name().to_owned(),
+        })
     }
 
     /// Readiness: the database answers.
@@ -75,7 +78,10 @@ impl ServiceApi {
             tracing::warn!(error = %error, "not ready: database unreachable");
             ApiError::DatabaseUnavailable
         })?;
-        Ok(Json(Health { status: "ready".to_owned(), service: telemetry::service_name().to_owned() }))
+        Ok(Json(Health {
+            status: "ready".to_owned(),
+            service: telemetry::service_name().to_owned(),
+        }))
     }
 }
 
@@ -111,12 +117,19 @@ impl TodosApi {
         #[oai(default, validator(minimum(value = "0"), maximum(value = "1000000")))]
         skip: Query<i64>,
         /// How many todos to return (at most 1000).
-        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "1000")))]
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
         limit: Query<i64>,
         /// Only completed (`true`) or open (`false`) todos.
         completed: Query<Option<bool>>,
     ) -> Result<Json<Vec<Todo>>, ProblemResponse> {
-        let page = Page { skip: skip.0, limit: limit.0, completed: completed.0 };
+        let page = Page {
+            skip: skip.0,
+            limit: limit.0,
+            completed: completed.0,
+        };
         Ok(Json(self.store.list(page).await.map_err(ApiError::from)?))
     }
 
@@ -145,10 +158,19 @@ impl TodosApi {
         todo_id: Path<Uuid>,
         body: Json<TodoUpdate>,
     ) -> Result<Json<Todo>, ProblemResponse> {
-        let TodoUpdate { title, description, completed } = body.0;
+        let TodoUpdate {
+            title,
+            description,
+            completed,
+        } = body.0;
         let title = not_null("title", title)?;
         let completed = not_null("completed", completed)?;
-        match self.store.update(todo_id.0, title, description, completed).await.map_err(ApiError::from)? {
+        match self
+            .store
+            .update(todo_id.0, title, description, completed)
+            .await
+            .map_err(ApiError::from)?
+        {
             Some(todo) => {
                 tracing::info!(todo_id = %todo.id, "todo updated");
                 Ok(Json(todo))

@@ -37,7 +37,11 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
         }
         // A chunked body declares no length: read it up to the cap.
         if declared.is_none() {
-            let body = req.take_body().into_bytes_limit(MAX_BODY_BYTES).await.map_err(|_| too_large())?;
+            let body = req
+                .take_body()
+                .into_bytes_limit(MAX_BODY_BYTES)
+                .await
+                .map_err(|_| too_large())?;
             req.set_body(Body::from_bytes(body));
         }
         self.inner.call(req).await.map(IntoResponse::into_response)
@@ -46,7 +50,10 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
 
 fn too_large() -> Error {
     Error::from_string(
-        format!("The request body is larger than {} KiB.", MAX_BODY_BYTES / 1024),
+        format!(
+            "The request body is larger than {} KiB.",
+            MAX_BODY_BYTES / 1024
+        ),
         StatusCode::PAYLOAD_TOO_LARGE,
     )
 }

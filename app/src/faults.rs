@@ -58,7 +58,10 @@ impl<E: Endpoint> Middleware<E> for Faults {
     type Output = FaultsEndpoint<E>;
 
     fn transform(&self, inner: E) -> Self::Output {
-        FaultsEndpoint { inner, settings: self.0.clone() }
+        FaultsEndpoint {
+            inner,
+            settings: self.0.clone(),
+        }
     }
 }
 
@@ -93,7 +96,10 @@ mod tests {
 
     #[test]
     fn empty_route_list_means_every_api_route() {
-        let settings = FaultSettings { error_rate: 1.0, ..Default::default() };
+        let settings = FaultSettings {
+            error_rate: 1.0,
+            ..Default::default()
+        };
         assert!(settings.applies_to("/api/v1/todos/{todo_id}"));
         assert!(settings.applies_to("/api/v1/todos"));
         assert!(!settings.applies_to("/health"));

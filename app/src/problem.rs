@@ -46,7 +46,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -76,7 +79,10 @@ pub enum ProblemResponse {
 /// What went wrong, in the service's own terms.
 #[derive(Debug)]
 pub enum ApiError {
-    Validation { detail: String, errors: Vec<FieldError> },
+    Validation {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
     TodoNotFound(uuid::Uuid),
     DatabaseUnavailable,
     InjectedFault,
@@ -170,8 +176,8 @@ fn problem(status: StatusCode, slug: &str, detail: String) -> Problem {
 
 fn problem_response(problem: Problem) -> Response {
     let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = serde_json::to_vec(&poem_openapi::types::ToJSON::to_json(&problem))
-        .unwrap_or_default();
+    let body =
+        serde_json::to_vec(&poem_openapi::types::ToJSON::to_json(&problem)).unwrap_or_default();
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, PROBLEM_CONTENT_TYPE)
@@ -228,7 +234,10 @@ fn problem_for(error: &poem::Error, route: Option<MatchedRoute>) -> Problem {
                 format!("The request body is not valid JSON: {}", error.reason),
             );
         }
-        return bad_request(body_field_errors(&error.reason), format!("Invalid request body: {}", error.reason));
+        return bad_request(
+            body_field_errors(&error.reason),
+            format!("Invalid request body: {}", error.reason),
+        );
     }
     if let Some(error) = error.downcast_ref::<ParseParamError>() {
         let message = humanize(&error.reason);
@@ -255,7 +264,11 @@ fn problem_for(error: &poem::Error, route: Option<MatchedRoute>) -> Problem {
         );
     }
     if error.is::<NotFoundError>() {
-        return problem(StatusCode::NOT_FOUND, "not-found", "No route matches this path.".into());
+        return problem(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "No route matches this path.".into(),
+        );
     }
     if error.is::<MethodNotAllowedError>() || error.status() == StatusCode::METHOD_NOT_ALLOWED {
         return problem(
@@ -271,7 +284,11 @@ fn problem_for(error: &poem::Error, route: Option<MatchedRoute>) -> Problem {
     }
     if status.is_client_error() {
         tracing::warn!(status = status.as_u16(), "bad request");
-        return problem(status, "bad-request", "The request could not be processed.".into());
+        return problem(
+            status,
+            "bad-request",
+            "The request could not be processed.".into(),
+        );
     }
     tracing::error!(error = %error, "unhandled error");
     internal_problem()
@@ -288,9 +305,15 @@ fn bad_request(errors: Vec<FieldError>, detail: String) -> Problem {
 /// poem-openapi reports an invalid property as "field `title` verification failed.
 /// maxLength(200)"; this recovers the field so clients get a per-field error.
 fn body_field_errors(reason: &str) -> Vec<FieldError> {
-    let Some((_, rest)) = reason.split_once("field `") else { return Vec::new() };
-    let Some((field, rest)) = rest.split_once('`') else { return Vec::new() };
-    let message = rest.split_once("verification failed. ").map_or(rest.trim(), |(_, v)| v);
+    let Some((_, rest)) = reason.split_once("field `") else {
+        return Vec::new();
+    };
+    let Some((field, rest)) = rest.split_once('`') else {
+        return Vec::new();
+    };
+    let message = rest
+        .split_once("verification failed. ")
+        .map_or(rest.trim(), |(_, v)| v);
     vec![FieldError::new(field, humanize(message))]
 }
 
@@ -306,7 +329,11 @@ fn path_parameter(template: &'static str, internal: &str) -> Option<&'static str
 
 /// Turns a validator name such as `maxLength(200)` into a sentence.
 fn humanize(reason: &str) -> String {
-    let reason = reason.rsplit("verification failed. ").next().unwrap_or(reason).trim();
+    let reason = reason
+        .rsplit("verification failed. ")
+        .next()
+        .unwrap_or(reason)
+        .trim();
     // e.g. `maximum(1000, exclusive: false)`
     let number = |prefix: &str| {
         let inner = reason.strip_prefix(prefix)?.strip_suffix(')')?;
@@ -333,7 +360,8 @@ mod tests {
 
     #[test]
     fn recovers_the_field_of_a_poem_openapi_validation_error() {
-        let reason = r#"failed to parse "TodoCreate": field `title` verification failed. maxLength(200)"#;
+        let reason =
+            r#"failed to parse "TodoCreate": field `title` verification failed. maxLength(200)"#;
         assert_eq!(
             body_field_errors(reason),
             vec![FieldError::new("title", "must be at most 200 characters")]
@@ -343,14 +371,23 @@ mod tests {
 
     #[test]
     fn names_path_parameters_as_the_template_does() {
-        assert_eq!(path_parameter("/api/v1/todos/{todo_id}", "param0"), Some("todo_id"));
+        assert_eq!(
+            path_parameter("/api/v1/todos/{todo_id}", "param0"),
+            Some("todo_id")
+        );
         assert_eq!(path_parameter("/api/v1/todos/{todo_id}", "param1"), None);
     }
 
     #[test]
     fn humanizes_known_validators_and_keeps_the_rest() {
-        assert_eq!(humanize("verification failed. minimum(0)"), "must be at least 0");
-        assert_eq!(humanize("maximum(1000, exclusive: false)"), "must be at most 1000");
+        assert_eq!(
+            humanize("verification failed. minimum(0)"),
+            "must be at least 0"
+        );
+        assert_eq!(
+            humanize("maximum(1000, exclusive: false)"),
+            "must be at most 1000"
+        );
         assert_eq!(humanize("minLength(1)"), "must not be empty");
         assert_eq!(humanize("some other reason"), "some other reason");
     }

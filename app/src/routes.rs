@@ -31,12 +31,19 @@ impl RouteTable {
             .iter()
             .map(|(template, operations)| {
                 let methods = operations.as_object().map(|ops| {
-                    ops.keys().map(|method| method.to_uppercase()).collect::<Vec<_>>().join(", ")
+                    ops.keys()
+                        .map(|method| method.to_uppercase())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 });
                 (template.clone(), methods.unwrap_or_default())
             })
             .collect();
-        templates.extend(extra_routes.iter().map(|route| ((*route).to_owned(), "GET".to_owned())));
+        templates.extend(
+            extra_routes
+                .iter()
+                .map(|route| ((*route).to_owned(), "GET".to_owned())),
+        );
         // Static segments win over parameters: `/todos/stats` before `/todos/{todo_id}`.
         templates.sort_by_key(|(template, _)| template.matches('{').count());
         let routes = templates
@@ -64,10 +71,13 @@ impl RouteTable {
             .iter()
             .find(|(_, template)| {
                 template.len() == wanted.len()
-                    && template.iter().zip(&wanted).all(|(expected, actual)| match expected {
-                        Some(literal) => literal == actual,
-                        None => !actual.is_empty(),
-                    })
+                    && template
+                        .iter()
+                        .zip(&wanted)
+                        .all(|(expected, actual)| match expected {
+                            Some(literal) => literal == actual,
+                            None => !actual.is_empty(),
+                        })
             })
             .map(|(route, _)| *route)
     }
@@ -115,7 +125,10 @@ mod tests {
 
     #[test]
     fn static_segments_win_over_parameters() {
-        assert_eq!(template(&table(), "/api/v1/todos/stats"), Some("/api/v1/todos/stats"));
+        assert_eq!(
+            template(&table(), "/api/v1/todos/stats"),
+            Some("/api/v1/todos/stats")
+        );
     }
 
     #[test]

@@ -28,7 +28,10 @@ const DOCS_ROUTES: [&str; 2] = ["/docs", "/openapi.json"];
 /// Runs the service until SIGINT/SIGTERM, then drains requests and telemetry.
 pub async fn run(settings: Settings, telemetry: Telemetry) -> anyhow::Result<()> {
     let pool = connect(&settings).await?;
-    sqlx::migrate!("./migrations").run(&pool).await.context("applying database migrations")?;
+    sqlx::migrate!("./migrations")
+        .run(&pool)
+        .await
+        .context("applying database migrations")?;
     telemetry::db::observe_pool(&pool);
     if settings.faults.is_active() {
         tracing::warn!(faults = ?settings.faults, "lab fault switch is ON");
@@ -58,10 +61,18 @@ pub async fn run(settings: Settings, telemetry: Telemetry) -> anyhow::Result<()>
 /// The whole HTTP application. Middleware order, outside in: telemetry sees the final
 /// status of everything; problems turns every error into a problem document; the body
 /// limit and the fault switch run before routing.
-pub fn build_app(pool: PgPool, settings: &Settings) -> anyhow::Result<impl poem::Endpoint + 'static> {
+pub fn build_app(
+    pool: PgPool,
+    settings: &Settings,
+) -> anyhow::Result<impl poem::Endpoint + 'static> {
     let store = TodoStore::new(pool);
     let api = OpenApiService::new(
-        (ServiceApi { store: store.clone() }, TodosApi { store }),
+        (
+            ServiceApi {
+                store: store.clone(),
+            },
+            TodosApi { store },
+        ),
         "Todo API",
         env!("CARGO_PKG_VERSION"),
     )
@@ -72,11 +83,14 @@ pub fn build_app(pool: PgPool, settings: &Settings) -> anyhow::Result<impl poem:
 
     let app = Route::new()
         .nest("/docs", docs)
-        .at("/openapi.json", poem::endpoint::make_sync(move |_| {
-            poem::Response::builder()
-                .content_type("application/json")
-                .body(spec.clone())
-        }))
+        .at(
+            "/openapi.json",
+            poem::endpoint::make_sync(move |_| {
+                poem::Response::builder()
+                    .content_type("application/json")
+                    .body(spec.clone())
+            }),
+        )
         .nest("/", api)
         .with(NormalizePath::new(TrailingSlash::Trim))
         .with(Faults(settings.faults.clone()))

@@ -31,7 +31,9 @@ impl Type for Text {
         Some(&self.0)
     }
 
-    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
         Box::new(std::iter::once(&self.0))
     }
 
@@ -67,7 +69,10 @@ mod tests {
 
     #[test]
     fn accepts_strings_only() {
-        assert_eq!(Text::parse_from_json(Some(Value::from("a"))).unwrap(), Text("a".into()));
+        assert_eq!(
+            Text::parse_from_json(Some(Value::from("a"))).unwrap(),
+            Text("a".into())
+        );
         assert!(Text::parse_from_json(Some(Value::from(5))).is_err());
         assert!(Text::parse_from_json(Some(Value::from(true))).is_err());
         assert!(Text::parse_from_json(None).is_err());

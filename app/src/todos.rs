@@ -137,13 +137,18 @@ impl TodoStore {
 
     /// `false` when there was no such todo.
     pub async fn delete(&self, id: Uuid) -> Result<bool, sqlx::Error> {
-        let result =
-            traced!(execute(&self.pool), query!("DELETE FROM todos WHERE id = $1", id)).await?;
+        let result = traced!(
+            execute(&self.pool),
+            query!("DELETE FROM todos WHERE id = $1", id)
+        )
+        .await?;
         Ok(result.rows_affected() == 1)
     }
 
     /// Readiness: one round trip to the database.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        traced!(fetch_one(&self.pool), query!("SELECT 1 AS ok")).await.map(|_| ())
+        traced!(fetch_one(&self.pool), query!("SELECT 1 AS ok"))
+            .await
+            .map(|_| ())
     }
 }

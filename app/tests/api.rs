@@ -17,7 +17,12 @@ async fn spawn_with(env: &[(&str, &str)]) -> TestApp {
 }
 
 async fn create(app: &TestApp, body: Value) -> Response {
-    app.client.post(app.url("/api/v1/todos")).json(&body).send().await.expect("request")
+    app.client
+        .post(app.url("/api/v1/todos"))
+        .json(&body)
+        .send()
+        .await
+        .expect("request")
 }
 
 async fn create_ok(app: &TestApp, title: &str) -> Value {
@@ -27,8 +32,17 @@ async fn create_ok(app: &TestApp, title: &str) -> Value {
 }
 
 async fn list(app: &TestApp, query: &str) -> Vec<Value> {
-    let response = app.client.get(app.url(&format!("/api/v1/todos{query}"))).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "GET /api/v1/todos{query}");
+    let response = app
+        .client
+        .get(app.url(&format!("/api/v1/todos{query}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "GET /api/v1/todos{query}"
+    );
     response.json().await.unwrap()
 }
 
@@ -43,7 +57,10 @@ async fn problem(response: Response, status: StatusCode) -> Value {
     let body: Value = response.json().await.expect("problem JSON");
     assert_eq!(body["status"], status.as_u16(), "{body}");
     for member in ["type", "title", "detail"] {
-        assert!(body[member].as_str().is_some_and(|s| !s.is_empty()), "`{member}` missing in {body}");
+        assert!(
+            body[member].as_str().is_some_and(|s| !s.is_empty()),
+            "`{member}` missing in {body}"
+        );
     }
     body
 }
@@ -51,17 +68,41 @@ async fn problem(response: Response, status: StatusCode) -> Value {
 fn field_errors(problem: &Value) -> Vec<String> {
     problem["errors"]
         .as_array()
-        .map(|errors| errors.iter().map(|e| e["field"].as_str().unwrap().to_owned()).collect())
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| e["field"].as_str().unwrap().to_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_root_and_ready() {
     let app = spawn().await;
-    let health: Value = app.client.get(app.url("/health")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(health, json!({ "status": "healthy", "service": "todo-api" }));
+    let health: Value = app
+        .client
+        .get(app.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        health,
+        json!({ "status": "healthy", "service": "todo-api" })
+    );
 
-    let root: Value = app.client.get(app.url("/")).send().await.unwrap().json().await.unwrap();
+    let root: Value = app
+        .client
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(root["name"], "todo-api");
     assert_eq!(root["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(root["docs"], "/docs");
@@ -73,27 +114,60 @@ async fn health_root_and_ready() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn service_name_follows_otel_service_name() {
-    let app = spawn_with(&[("OTEL_SDK_DISABLED", "true"), ("OTEL_SERVICE_NAME", "todo-lab")]).await;
-    let health: Value = app.client.get(app.url("/health")).send().await.unwrap().json().await.unwrap();
+    let app = spawn_with(&[
+        ("OTEL_SDK_DISABLED", "true"),
+        ("OTEL_SERVICE_NAME", "todo-lab"),
+    ])
+    .await;
+    let health: Value = app
+        .client
+        .get(app.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(health["service"], "todo-lab");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn create_returns_201_with_location_and_the_todo() {
     let app = spawn().await;
-    let response = create(&app, json!({ "title": "Write the lab", "description": "five steps" })).await;
+    let response = create(
+        &app,
+        json!({ "title": "Write the lab", "description": "five steps" }),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::CREATED);
-    let location = response.headers()[header::LOCATION].to_str().unwrap().to_owned();
+    let location = response.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let todo: Value = response.json().await.unwrap();
-    assert_eq!(location, format!("/api/v1/todos/{}", todo["id"].as_str().unwrap()));
+    assert_eq!(
+        location,
+        format!("/api/v1/todos/{}", todo["id"].as_str().unwrap())
+    );
     assert_eq!(todo["title"], "Write the lab");
     assert_eq!(todo["description"], "five steps");
     assert_eq!(todo["completed"], false);
     assert_eq!(todo["created_at"], todo["updated_at"]);
     let created_at = todo["created_at"].as_str().unwrap();
-    assert!(created_at.ends_with("+00:00") || created_at.ends_with('Z'), "UTC timestamp: {created_at}");
+    assert!(
+        created_at.ends_with("+00:00") || created_at.ends_with('Z'),
+        "UTC timestamp: {created_at}"
+    );
 
-    let fetched: Value = app.client.get(app.url(&location)).send().await.unwrap().json().await.unwrap();
+    let fetched: Value = app
+        .client
+        .get(app.url(&location))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(fetched, todo);
 }
 
@@ -108,8 +182,15 @@ async fn trailing_slash_works_for_the_collection() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
-    let listed: Vec<Value> =
-        app.client.get(app.url("/api/v1/todos/")).send().await.unwrap().json().await.unwrap();
+    let listed: Vec<Value> = app
+        .client
+        .get(app.url("/api/v1/todos/"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(listed.len(), 1);
 }
 
@@ -130,11 +211,19 @@ async fn list_is_newest_first_with_paging_and_filter() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 
-    let titles = |todos: Vec<Value>| todos.iter().map(|t| t["title"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let titles = |todos: Vec<Value>| {
+        todos
+            .iter()
+            .map(|t| t["title"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(titles(list(&app, "").await), ["three", "two", "one"]);
     assert_eq!(titles(list(&app, "?skip=1&limit=1").await), ["two"]);
     assert_eq!(titles(list(&app, "?completed=true").await), ["two"]);
-    assert_eq!(titles(list(&app, "?completed=false").await), ["three", "one"]);
+    assert_eq!(
+        titles(list(&app, "?completed=false").await),
+        ["three", "one"]
+    );
     assert_eq!(titles(list(&app, "?limit=1000").await).len(), 3);
     assert!(list(&app, "?skip=10").await.is_empty());
 }
@@ -149,7 +238,12 @@ async fn out_of_range_paging_is_a_400_naming_the_parameter() {
         ("limit=abc", "limit"),
         ("completed=maybe", "completed"),
     ] {
-        let response = app.client.get(app.url(&format!("/api/v1/todos?{query}"))).send().await.unwrap();
+        let response = app
+            .client
+            .get(app.url(&format!("/api/v1/todos?{query}")))
+            .send()
+            .await
+            .unwrap();
         let body = problem(response, StatusCode::BAD_REQUEST).await;
         assert_eq!(field_errors(&body), [field], "{query}: {body}");
     }
@@ -158,18 +252,39 @@ async fn out_of_range_paging_is_a_400_naming_the_parameter() {
 #[tokio::test(flavor = "multi_thread")]
 async fn update_changes_only_present_fields_and_moves_updated_at() {
     let app = spawn().await;
-    let todo = create(&app, json!({ "title": "old", "description": "keep me" })).await.json::<Value>().await.unwrap();
+    let todo = create(&app, json!({ "title": "old", "description": "keep me" }))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
     let url = app.url(&format!("/api/v1/todos/{}", todo["id"].as_str().unwrap()));
 
-    let updated: Value = app.client.put(&url).json(&json!({ "title": "new" })).send().await.unwrap().json().await.unwrap();
+    let updated: Value = app
+        .client
+        .put(&url)
+        .json(&json!({ "title": "new" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(updated["title"], "new");
     assert_eq!(updated["description"], "keep me");
     assert_eq!(updated["completed"], false);
     assert_eq!(updated["created_at"], todo["created_at"]);
     assert!(updated["updated_at"].as_str().unwrap() > todo["updated_at"].as_str().unwrap());
 
-    let cleared: Value =
-        app.client.put(&url).json(&json!({ "description": null, "completed": true })).send().await.unwrap().json().await.unwrap();
+    let cleared: Value = app
+        .client
+        .put(&url)
+        .json(&json!({ "description": null, "completed": true }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(cleared["description"], Value::Null);
     assert_eq!(cleared["completed"], true);
     assert_eq!(cleared["title"], "new");
@@ -180,12 +295,25 @@ async fn null_title_on_update_is_a_400_and_changes_nothing() {
     let app = spawn().await;
     let todo = create_ok(&app, "stays").await;
     let url = app.url(&format!("/api/v1/todos/{}", todo["id"].as_str().unwrap()));
-    for body in [json!({ "title": null }), json!({ "completed": null }), json!({ "title": "" }), json!({ "title": "x".repeat(201) })] {
+    for body in [
+        json!({ "title": null }),
+        json!({ "completed": null }),
+        json!({ "title": "" }),
+        json!({ "title": "x".repeat(201) }),
+    ] {
         let response = app.client.put(&url).json(&body).send().await.unwrap();
         let problem = problem(response, StatusCode::BAD_REQUEST).await;
         assert_eq!(field_errors(&problem).len(), 1, "{body} -> {problem}");
     }
-    let after: Value = app.client.get(&url).send().await.unwrap().json().await.unwrap();
+    let after: Value = app
+        .client
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(after, todo, "a failed update wrote nothing");
 }
 
@@ -196,15 +324,37 @@ async fn delete_then_gone() {
     let url = app.url(&format!("/api/v1/todos/{}", todo["id"].as_str().unwrap()));
     let response = app.client.delete(&url).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    problem(app.client.get(&url).send().await.unwrap(), StatusCode::NOT_FOUND).await;
-    problem(app.client.delete(&url).send().await.unwrap(), StatusCode::NOT_FOUND).await;
-    problem(app.client.put(&url).json(&json!({"title": "x"})).send().await.unwrap(), StatusCode::NOT_FOUND).await;
+    problem(
+        app.client.get(&url).send().await.unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    problem(
+        app.client.delete(&url).send().await.unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    problem(
+        app.client
+            .put(&url)
+            .json(&json!({"title": "x"}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_uuid_is_a_400_naming_todo_id() {
     let app = spawn().await;
-    let response = app.client.get(app.url("/api/v1/todos/not-a-uuid")).send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/api/v1/todos/not-a-uuid"))
+        .send()
+        .await
+        .unwrap();
     let body = problem(response, StatusCode::BAD_REQUEST).await;
     assert_eq!(field_errors(&body), ["todo_id"]);
 }
@@ -213,11 +363,31 @@ async fn bad_uuid_is_a_400_naming_todo_id() {
 async fn invalid_bodies_are_400s_and_write_nothing() {
     let app = spawn().await;
     let cases: Vec<(&str, String, Option<&str>)> = vec![
-        ("empty title", json!({ "title": "" }).to_string(), Some("title")),
-        ("title too long", json!({ "title": "x".repeat(201) }).to_string(), Some("title")),
-        ("missing title", json!({ "description": "no title" }).to_string(), None),
-        ("title of the wrong type", json!({ "title": 5 }).to_string(), None),
-        ("completed of the wrong type", json!({ "title": "a", "completed": "yes" }).to_string(), None),
+        (
+            "empty title",
+            json!({ "title": "" }).to_string(),
+            Some("title"),
+        ),
+        (
+            "title too long",
+            json!({ "title": "x".repeat(201) }).to_string(),
+            Some("title"),
+        ),
+        (
+            "missing title",
+            json!({ "description": "no title" }).to_string(),
+            None,
+        ),
+        (
+            "title of the wrong type",
+            json!({ "title": 5 }).to_string(),
+            None,
+        ),
+        (
+            "completed of the wrong type",
+            json!({ "title": "a", "completed": "yes" }).to_string(),
+            None,
+        ),
         ("malformed JSON", r#"{"title": "a""#.to_owned(), None),
         ("not an object", "[]".to_owned(), None),
         ("empty body", String::new(), None),
@@ -238,7 +408,11 @@ async fn invalid_bodies_are_400s_and_write_nothing() {
     }
     // 200 characters is allowed, and counted in characters, not bytes.
     create_ok(&app, &"é".repeat(200)).await;
-    assert_eq!(list(&app, "").await.len(), 1, "only the valid todo was written");
+    assert_eq!(
+        list(&app, "").await.len(),
+        1,
+        "only the valid todo was written"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -297,17 +471,45 @@ async fn chunked_post(app: &TestApp, path: &str, body: &[u8]) -> String {
     let _ = stream.write_all(b"0\r\n\r\n").await;
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response).await;
-    String::from_utf8_lossy(&response).lines().next().unwrap_or_default().to_owned()
+    String::from_utf8_lossy(&response)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_routes_are_404_and_wrong_methods_405_with_allow() {
     let app = spawn().await;
-    problem(app.client.get(app.url("/api/v1/nothing")).send().await.unwrap(), StatusCode::NOT_FOUND).await;
-    problem(app.client.get(app.url("/api/v1/todos/a/b")).send().await.unwrap(), StatusCode::NOT_FOUND).await;
+    problem(
+        app.client
+            .get(app.url("/api/v1/nothing"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    problem(
+        app.client
+            .get(app.url("/api/v1/todos/a/b"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
 
-    let response = app.client.patch(app.url("/api/v1/todos")).send().await.unwrap();
-    let allow = response.headers()[header::ALLOW].to_str().unwrap().to_owned();
+    let response = app
+        .client
+        .patch(app.url("/api/v1/todos"))
+        .send()
+        .await
+        .unwrap();
+    let allow = response.headers()[header::ALLOW]
+        .to_str()
+        .unwrap()
+        .to_owned();
     problem(response, StatusCode::METHOD_NOT_ALLOWED).await;
     assert_eq!(allow, "GET, POST");
     let response = app.client.post(app.url("/health")).send().await.unwrap();
@@ -317,11 +519,24 @@ async fn unknown_routes_are_404_and_wrong_methods_405_with_allow() {
 #[tokio::test(flavor = "multi_thread")]
 async fn openapi_document_lists_every_route_and_its_problem_responses() {
     let app = spawn().await;
-    let spec: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let spec: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let paths = spec["paths"].as_object().unwrap();
     let mut routes: Vec<String> = paths
         .iter()
-        .flat_map(|(path, ops)| ops.as_object().unwrap().keys().map(move |m| format!("{} {path}", m.to_uppercase())))
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| format!("{} {path}", m.to_uppercase()))
+        })
         .collect();
     routes.sort();
     assert_eq!(
@@ -339,14 +554,20 @@ async fn openapi_document_lists_every_route_and_its_problem_responses() {
     );
     let create = &paths["/api/v1/todos"]["post"]["responses"];
     for status in ["201", "400", "413", "500", "503"] {
-        assert!(create.get(status).is_some(), "POST /api/v1/todos declares {status}");
+        assert!(
+            create.get(status).is_some(),
+            "POST /api/v1/todos declares {status}"
+        );
     }
     assert!(create["400"]["content"]["application/problem+json"]["schema"].is_object());
     assert!(spec["components"]["schemas"]["Problem"].is_object());
 
     let docs = app.client.get(app.url("/docs")).send().await.unwrap();
     assert_eq!(docs.status(), StatusCode::OK);
-    assert!(docs.text().await.unwrap().contains("swagger"), "Swagger UI is served at /docs");
+    assert!(
+        docs.text().await.unwrap().contains("swagger"),
+        "Swagger UI is served at /docs"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -362,27 +583,54 @@ async fn database_outage_is_a_503_problem_without_database_text_and_recovers() {
     proxy.cut();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
-    let ready = problem(app.client.get(app.url("/ready")).send().await.unwrap(), StatusCode::SERVICE_UNAVAILABLE).await;
-    let create = problem(create(&app, json!({ "title": "during" })).await, StatusCode::SERVICE_UNAVAILABLE).await;
-    assert!(started.elapsed() < Duration::from_secs(10), "requests fail fast while the database is down");
+    let ready = problem(
+        app.client.get(app.url("/ready")).send().await.unwrap(),
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
+    let create = problem(
+        create(&app, json!({ "title": "during" })).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "requests fail fast while the database is down"
+    );
     for body in [&ready, &create] {
         let text = body.to_string().to_lowercase();
         for leak in ["sqlx", "postgres", "connection refused", "pool", "io error"] {
-            assert!(!text.contains(leak), "database text `{leak}` leaked: {body}");
+            assert!(
+                !text.contains(leak),
+                "database text `{leak}` leaked: {body}"
+            );
         }
     }
 
     proxy.restore();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let status = app.client.get(app.url("/ready")).send().await.unwrap().status();
+        let status = app
+            .client
+            .get(app.url("/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status();
         if status == StatusCode::OK {
             break;
         }
-        assert!(Instant::now() < deadline, "the service did not recover by itself");
+        assert!(
+            Instant::now() < deadline,
+            "the service did not recover by itself"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let titles: Vec<String> = list(&app, "").await.iter().map(|t| t["title"].as_str().unwrap().to_owned()).collect();
+    let titles: Vec<String> = list(&app, "")
+        .await
+        .iter()
+        .map(|t| t["title"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(titles, ["before the outage"]);
 }
 
@@ -391,7 +639,10 @@ async fn unreachable_database_at_start_up_is_one_line_and_a_non_zero_exit() {
     let port = lab_tests::postgres::free_port().unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_todo-api"))
         .env_clear()
-        .env("DATABASE_URL", format!("postgres://todouser:secret@127.0.0.1:{port}/tododb"))
+        .env(
+            "DATABASE_URL",
+            format!("postgres://todouser:secret@127.0.0.1:{port}/tododb"),
+        )
         .env("DATABASE_CONNECT_TIMEOUT_SECS", "1")
         .env("PORT", "0")
         .env("OTEL_SDK_DISABLED", "true")
@@ -403,7 +654,10 @@ async fn unreachable_database_at_start_up_is_one_line_and_a_non_zero_exit() {
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "one line, not a panic trace: {stderr}");
     assert!(lines[0].contains("cannot reach the database"), "{stderr}");
-    assert!(!lines[0].contains("secret"), "the password is not printed: {stderr}");
+    assert!(
+        !lines[0].contains("secret"),
+        "the password is not printed: {stderr}"
+    );
     assert!(!stderr.contains("panicked"));
 }
 
@@ -418,11 +672,24 @@ async fn fault_switch_fails_and_slows_only_the_chosen_routes() {
     .await;
     let todo = create_ok(&app, "unaffected route").await;
     let started = Instant::now();
-    let response = app.client.get(app.url(&format!("/api/v1/todos/{}", todo["id"].as_str().unwrap()))).send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url(&format!("/api/v1/todos/{}", todo["id"].as_str().unwrap())))
+        .send()
+        .await
+        .unwrap();
     assert!(started.elapsed() >= Duration::from_millis(150));
     let body = problem(response, StatusCode::INTERNAL_SERVER_ERROR).await;
     assert_eq!(body["type"], "/problems/injected-fault");
-    assert_eq!(app.client.get(app.url("/health")).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        app.client
+            .get(app.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -430,7 +697,13 @@ async fn fault_switch_is_off_by_default_and_rejects_bad_values() {
     let app = spawn().await;
     let todo = create_ok(&app, "healthy").await;
     for _ in 0..20 {
-        let status = app.client.get(app.url(&format!("/api/v1/todos/{}", todo["id"].as_str().unwrap()))).send().await.unwrap().status();
+        let status = app
+            .client
+            .get(app.url(&format!("/api/v1/todos/{}", todo["id"].as_str().unwrap())))
+            .send()
+            .await
+            .unwrap()
+            .status();
         assert_eq!(status, StatusCode::OK);
     }
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_todo-api"))
@@ -440,12 +713,19 @@ async fn fault_switch_is_off_by_default_and_rejects_bad_values() {
         .output()
         .unwrap();
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("LAB_FAULT_ERROR_RATE=2 is out of range"));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("LAB_FAULT_ERROR_RATE=2 is out of range")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_lets_in_flight_requests_finish() {
-    let app = spawn_with(&[("OTEL_SDK_DISABLED", "true"), ("LAB_FAULT_LATENCY_MS", "700"), ("LAB_FAULT_ROUTES", "/api/v1/todos")]).await;
+    let app = spawn_with(&[
+        ("OTEL_SDK_DISABLED", "true"),
+        ("LAB_FAULT_LATENCY_MS", "700"),
+        ("LAB_FAULT_ROUTES", "/api/v1/todos"),
+    ])
+    .await;
     let slow = tokio::spawn({
         let (client, url) = (app.client.clone(), app.url("/api/v1/todos"));
         async move { client.get(url).send().await.map(|r| r.status()) }
@@ -455,5 +735,10 @@ async fn sigterm_lets_in_flight_requests_finish() {
     let status = app.shutdown();
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
     assert!(started.elapsed() < Duration::from_secs(8));
-    assert_eq!(slow.await.unwrap().expect("the in-flight request completed"), StatusCode::OK);
+    assert_eq!(
+        slow.await
+            .unwrap()
+            .expect("the in-flight request completed"),
+        StatusCode::OK
+    );
 }

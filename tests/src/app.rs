@@ -89,7 +89,11 @@ pub fn binary() -> &'static Path {
             .map(PathBuf::from)
             .unwrap_or_else(|| crate::workspace_root().join("target"));
         let path = target.join("debug").join("todo-api");
-        assert!(path.exists(), "{} is missing: run `cargo build -p todo-api` first", path.display());
+        assert!(
+            path.exists(),
+            "{} is missing: run `cargo build -p todo-api` first",
+            path.display()
+        );
         path
     })
 }

@@ -63,10 +63,15 @@ impl ReceivedLog {
         hex(&self.record.trace_id)
     }
     pub fn body(&self) -> String {
-        self.record.body.as_ref().map(value).map(|v| match v {
-            serde_json::Value::String(s) => s,
-            other => other.to_string(),
-        }).unwrap_or_default()
+        self.record
+            .body
+            .as_ref()
+            .map(value)
+            .map(|v| match v {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -104,7 +109,9 @@ impl Drop for OtlpReceiver {
 impl OtlpReceiver {
     pub async fn start() -> Self {
         let store = Arc::new(Store::default());
-        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind gRPC");
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind gRPC");
         let grpc_endpoint = format!("http://{}", grpc.local_addr().expect("addr"));
         let service = Grpc(store.clone());
         let grpc_task = tokio::spawn(async move {
@@ -116,10 +123,17 @@ impl OtlpReceiver {
                 .await;
         });
 
-        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind HTTP");
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind HTTP");
         let http_endpoint = format!("http://{}", http.local_addr().expect("addr"));
         let http_task = tokio::spawn(serve_http(http, store.clone()));
-        Self { grpc_endpoint, http_endpoint, store, tasks: vec![grpc_task, http_task] }
+        Self {
+            grpc_endpoint,
+            http_endpoint,
+            store,
+            tasks: vec![grpc_task, http_task],
+        }
     }
 
     pub fn spans(&self) -> Vec<ReceivedSpan> {
@@ -170,7 +184,10 @@ impl OtlpReceiver {
                 let resource = resource_attributes(resource_metrics.resource.as_ref());
                 for scope in &resource_metrics.scope_metrics {
                     for metric in &scope.metrics {
-                        metrics.push(ReceivedMetric { resource: resource.clone(), metric: metric.clone() });
+                        metrics.push(ReceivedMetric {
+                            resource: resource.clone(),
+                            metric: metric.clone(),
+                        });
                     }
                 }
             }
@@ -186,13 +203,21 @@ impl OtlpReceiver {
     }
 
     /// Polls `check` until it returns `Some`, or panics after `timeout` with `what`.
-    pub async fn wait_for<T>(&self, what: &str, timeout: Duration, check: impl Fn(&Self) -> Option<T>) -> T {
+    pub async fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&Self) -> Option<T>,
+    ) -> T {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if let Some(found) = check(self) {
                 return found;
             }
-            assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -207,7 +232,11 @@ impl TraceService for Grpc {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.0.traces.lock().expect("lock").push(request.into_inner());
+        self.0
+            .traces
+            .lock()
+            .expect("lock")
+            .push(request.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
 }
@@ -218,7 +247,11 @@ impl MetricsService for Grpc {
         &self,
         request: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        self.0.metrics.lock().expect("lock").push(request.into_inner());
+        self.0
+            .metrics
+            .lock()
+            .expect("lock")
+            .push(request.into_inner());
         Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
     }
 }
@@ -237,12 +270,19 @@ impl LogsService for Grpc {
 /// OTLP/HTTP with binary protobuf bodies, as the OTLP specification describes it.
 async fn serve_http(listener: tokio::net::TcpListener, store: Arc<Store>) {
     use poem::{
-        EndpointExt, Route, Server, handler, http::StatusCode, listener::TcpAcceptor, post,
+        EndpointExt, Route, Server, handler,
+        http::StatusCode,
+        listener::TcpAcceptor,
+        post,
         web::{Data, Path},
     };
 
     #[handler]
-    fn export(Path(signal): Path<String>, body: Vec<u8>, store: Data<&Arc<Store>>) -> poem::Response {
+    fn export(
+        Path(signal): Path<String>,
+        body: Vec<u8>,
+        store: Data<&Arc<Store>>,
+    ) -> poem::Response {
         let accepted = match signal.as_str() {
             "traces" => ExportTraceServiceRequest::decode(body.as_ref())
                 .map(|request| store.traces.lock().expect("lock").push(request))
@@ -253,11 +293,19 @@ async fn serve_http(listener: tokio::net::TcpListener, store: Arc<Store>) {
             "logs" => ExportLogsServiceRequest::decode(body.as_ref())
                 .map(|request| store.logs.lock().expect("lock").push(request))
                 .map(|()| ExportLogsServiceResponse::default().encode_to_vec()),
-            _ => return poem::Response::builder().status(StatusCode::NOT_FOUND).finish(),
+            _ => {
+                return poem::Response::builder()
+                    .status(StatusCode::NOT_FOUND)
+                    .finish();
+            }
         };
         match accepted {
-            Ok(response) => poem::Response::builder().content_type("application/x-protobuf").body(response),
-            Err(_) => poem::Response::builder().status(StatusCode::BAD_REQUEST).finish(),
+            Ok(response) => poem::Response::builder()
+                .content_type("application/x-protobuf")
+                .body(response),
+            Err(_) => poem::Response::builder()
+                .status(StatusCode::BAD_REQUEST)
+                .finish(),
         }
     }
 
@@ -266,14 +314,23 @@ async fn serve_http(listener: tokio::net::TcpListener, store: Arc<Store>) {
     let _ = Server::new_with_acceptor(acceptor).run(app).await;
 }
 
-fn resource_attributes(resource: Option<&opentelemetry_proto::tonic::resource::v1::Resource>) -> Attributes {
-    resource.map(|resource| attributes(&resource.attributes)).unwrap_or_default()
+fn resource_attributes(
+    resource: Option<&opentelemetry_proto::tonic::resource::v1::Resource>,
+) -> Attributes {
+    resource
+        .map(|resource| attributes(&resource.attributes))
+        .unwrap_or_default()
 }
 
 pub fn attributes(pairs: &[KeyValue]) -> Attributes {
     pairs
         .iter()
-        .map(|pair| (pair.key.clone(), pair.value.as_ref().map(value).unwrap_or_default()))
+        .map(|pair| {
+            (
+                pair.key.clone(),
+                pair.value.as_ref().map(value).unwrap_or_default(),
+            )
+        })
         .collect()
 }
 

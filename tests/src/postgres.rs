@@ -23,7 +23,9 @@ impl Cluster {
     /// port on 127.0.0.1, trust authentication. With `DATABASE_URL` set, that server is
     /// used instead.
     pub fn shared() -> &'static Cluster {
-        CLUSTER.get_or_init(|| Self::start().unwrap_or_else(|error| panic!("test Postgres: {error:#}")))
+        CLUSTER.get_or_init(|| {
+            Self::start().unwrap_or_else(|error| panic!("test Postgres: {error:#}"))
+        })
     }
 
     fn start() -> anyhow::Result<Self> {
@@ -35,7 +37,10 @@ impl Cluster {
                 Some(slash) => without_query[..authority_start + slash].to_owned(),
                 None => without_query.to_owned(),
             };
-            return Ok(Self { base_url, _server: None });
+            return Ok(Self {
+                base_url,
+                _server: None,
+            });
         }
         let bin = server_bin_dir()?;
         let dir = std::env::temp_dir().join(format!("otel-lab-pg-{}", uuid::Uuid::new_v4()));
@@ -44,24 +49,43 @@ impl Cluster {
         let as_root = is_root();
         if as_root {
             // Postgres refuses to run as root.
-            run(Command::new("chown").arg("-R").arg("postgres:postgres").arg(&dir))?;
+            run(Command::new("chown")
+                .arg("-R")
+                .arg("postgres:postgres")
+                .arg(&dir))?;
         }
         run(as_postgres(as_root, &bin.join("initdb"))
-            .args(["--auth=trust", "--username=postgres", "--encoding=UTF8", "--no-sync", "-D"])
+            .args([
+                "--auth=trust",
+                "--username=postgres",
+                "--encoding=UTF8",
+                "--no-sync",
+                "-D",
+            ])
             .arg(&data))?;
         let port = free_port()?;
         let mut command = as_postgres(as_root, &bin.join("postgres"));
         command
             .arg("-D")
             .arg(&data)
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=300"])
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=300",
+            ])
             .args(["-p", &port.to_string(), "-k"])
             .arg(&dir)
             .env("LAB_CLEANUP_DIR", &dir);
         let (server, ()) = Server::start(&mut command, |line| {
             line.contains("ready to accept connections").then_some(())
         })?;
-        Ok(Self { base_url: format!("postgres://postgres@127.0.0.1:{port}"), _server: Some(server) })
+        Ok(Self {
+            base_url: format!("postgres://postgres@127.0.0.1:{port}"),
+            _server: Some(server),
+        })
     }
 
     /// Creates an empty database and returns its URL.
@@ -103,23 +127,37 @@ fn server_bin_dir() -> anyhow::Result<PathBuf> {
         }
     }
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect())
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
         .unwrap_or_default();
     versions.sort();
     versions
         .pop()
         .filter(|dir| dir.join("initdb").exists())
-        .ok_or_else(|| anyhow::anyhow!("no Postgres server found: install `postgresql` or set PG_BIN / DATABASE_URL"))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no Postgres server found: install `postgresql` or set PG_BIN / DATABASE_URL"
+            )
+        })
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|out| out.stdout.starts_with(b"0\n"))
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.starts_with(b"0\n"))
 }
 
 fn as_postgres(as_root: bool, program: &Path) -> Command {
     if as_root {
         let mut command = Command::new("setpriv");
-        command.args(["--reuid=postgres", "--regid=postgres", "--init-groups"]).arg(program);
+        command
+            .args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
+            .arg(program);
         command
     } else {
         Command::new(program)
@@ -139,5 +177,7 @@ fn run(command: &mut Command) -> anyhow::Result<()> {
 
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }

@@ -38,7 +38,12 @@ status=$?
 if [ -n "${LAB_CLEANUP_DIR:-}" ]; then rm -rf "$LAB_CLEANUP_DIR"; fi
 exit $status"#;
         let mut wrapped = Command::new("sh");
-        wrapped.arg("-c").arg(script).arg("sh").arg(&program).args(command.get_args());
+        wrapped
+            .arg("-c")
+            .arg(script)
+            .arg("sh")
+            .arg(&program)
+            .args(command.get_args());
         for (key, value) in command.get_envs() {
             match value {
                 Some(value) => wrapped.env(key, value),
@@ -57,10 +62,18 @@ exit $status"#;
         let lifeline = child.stdin.take();
         let output = Arc::new(Mutex::new(String::new()));
         let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
-        drain(child.stdout.take().expect("piped"), output.clone(), line_tx.clone());
+        drain(
+            child.stdout.take().expect("piped"),
+            output.clone(),
+            line_tx.clone(),
+        );
         drain(child.stderr.take().expect("piped"), output.clone(), line_tx);
 
-        let mut server = Self { child, _lifeline: lifeline, output };
+        let mut server = Self {
+            child,
+            _lifeline: lifeline,
+            output,
+        };
         loop {
             match line_rx.recv_timeout(std::time::Duration::from_secs(60)) {
                 Ok(line) => {
@@ -106,7 +119,11 @@ impl Drop for Server {
 
 /// Signals the processes whose parent is `shell`: the wrapped server (and the watcher).
 fn signal_children(shell: u32, signal: &str) {
-    let _ = Command::new("pkill").arg(format!("-{signal}")).arg("-P").arg(shell.to_string()).status();
+    let _ = Command::new("pkill")
+        .arg(format!("-{signal}"))
+        .arg("-P")
+        .arg(shell.to_string())
+        .status();
 }
 
 fn drain(

@@ -34,7 +34,9 @@ impl TcpProxy {
                     let generation = generation.clone();
                     let born = generation.load(Ordering::SeqCst);
                     tokio::spawn(async move {
-                        let Ok(mut upstream) = TcpStream::connect(&target).await else { return };
+                        let Ok(mut upstream) = TcpStream::connect(&target).await else {
+                            return;
+                        };
                         let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
                         let cut = async {
                             while generation.load(Ordering::SeqCst) == born {
@@ -46,7 +48,12 @@ impl TcpProxy {
                 }
             }
         });
-        Self { address, down, generation, task }
+        Self {
+            address,
+            down,
+            generation,
+            task,
+        }
     }
 
     /// Closes every open connection and refuses new ones until [`TcpProxy::restore`].

@@ -20,7 +20,9 @@ pub async fn in_client_span<T>(
     statement: &'static str,
     query: impl Future<Output = Result<T, sqlx::Error>>,
 ) -> Result<T, sqlx::Error> {
-    let Some(tracer) = super::tracer() else { return query.await };
+    let Some(tracer) = super::tracer() else {
+        return query.await;
+    };
     let parent = Context::current();
     let (operation, collection) = summarize(statement);
     let mut attributes = vec![
@@ -133,10 +135,22 @@ mod tests {
 
     #[test]
     fn names_operation_and_table() {
-        assert_eq!(summarize("SELECT id FROM todos WHERE id = $1"), ("SELECT", Some("todos")));
-        assert_eq!(summarize("INSERT INTO todos (id) VALUES ($1)"), ("INSERT", Some("todos")));
-        assert_eq!(summarize("UPDATE todos SET title = $2"), ("UPDATE", Some("todos")));
-        assert_eq!(summarize("DELETE FROM todos WHERE id = $1"), ("DELETE", Some("todos")));
+        assert_eq!(
+            summarize("SELECT id FROM todos WHERE id = $1"),
+            ("SELECT", Some("todos"))
+        );
+        assert_eq!(
+            summarize("INSERT INTO todos (id) VALUES ($1)"),
+            ("INSERT", Some("todos"))
+        );
+        assert_eq!(
+            summarize("UPDATE todos SET title = $2"),
+            ("UPDATE", Some("todos"))
+        );
+        assert_eq!(
+            summarize("DELETE FROM todos WHERE id = $1"),
+            ("DELETE", Some("todos"))
+        );
         assert_eq!(summarize("SELECT 1"), ("SELECT", None));
     }
 }

@@ -48,7 +48,11 @@ pub struct WarnOnce<E> {
 
 impl<E> WarnOnce<E> {
     pub fn new(signal: &'static str, inner: E) -> Self {
-        Self { inner, signal, failing: AtomicBool::new(false) }
+        Self {
+            inner,
+            signal,
+            failing: AtomicBool::new(false),
+        }
     }
 
     fn observe(&self, result: OTelSdkResult) -> OTelSdkResult {

@@ -22,8 +22,9 @@ use poem::{
 use crate::routes::{MatchedRoute, RouteTable};
 
 /// Bucket boundaries the semantic conventions recommend for `http.server.request.duration`.
-const DURATION_BUCKETS: [f64; 14] =
-    [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
+const DURATION_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
 
 static REQUEST_DURATION: OnceLock<Histogram<f64>> = OnceLock::new();
 
@@ -53,7 +54,10 @@ impl<E: Endpoint> Middleware<E> for HttpTelemetry {
     type Output = HttpTelemetryEndpoint<E>;
 
     fn transform(&self, inner: E) -> Self::Output {
-        HttpTelemetryEndpoint { inner, routes: self.routes.clone() }
+        HttpTelemetryEndpoint {
+            inner,
+            routes: self.routes.clone(),
+        }
     }
 }
 
@@ -95,7 +99,10 @@ impl<E: Endpoint> Endpoint for HttpTelemetryEndpoint<E> {
 
         let status = response.status().as_u16();
         let span = context.span();
-        span.set_attribute(KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, i64::from(status)));
+        span.set_attribute(KeyValue::new(
+            semconv::HTTP_RESPONSE_STATUS_CODE,
+            i64::from(status),
+        ));
         // Server spans: 5xx is an error of this service; 4xx is the client's and stays Unset.
         if status >= 500 {
             span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, status.to_string()));
@@ -162,7 +169,10 @@ fn request_attributes(
     if let Some(route) = route {
         attributes.push(KeyValue::new(semconv::HTTP_ROUTE, route.template));
     }
-    attributes.push(KeyValue::new(semconv::URL_PATH, req.uri().path().to_owned()));
+    attributes.push(KeyValue::new(
+        semconv::URL_PATH,
+        req.uri().path().to_owned(),
+    ));
     attributes.push(KeyValue::new(semconv::URL_SCHEME, "http"));
     let (address, port) = server_address(req);
     if let Some(address) = address {
@@ -171,9 +181,19 @@ fn request_attributes(
     if let Some(port) = port {
         attributes.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
     }
-    attributes.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, protocol_version(req)));
-    if let Some(agent) = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()) {
-        attributes.push(KeyValue::new(semconv::USER_AGENT_ORIGINAL, agent.to_owned()));
+    attributes.push(KeyValue::new(
+        semconv::NETWORK_PROTOCOL_VERSION,
+        protocol_version(req),
+    ));
+    if let Some(agent) = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        attributes.push(KeyValue::new(
+            semconv::USER_AGENT_ORIGINAL,
+            agent.to_owned(),
+        ));
     }
     attributes
 }
@@ -181,7 +201,11 @@ fn request_attributes(
 /// `server.address`/`server.port` as the client addressed them (the Host header), falling
 /// back to the socket the request arrived on.
 fn server_address(req: &Request) -> (Option<String>, Option<u16>) {
-    if let Some(host) = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()) {
+    if let Some(host) = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+    {
         let (address, port) = match host.strip_prefix('[') {
             // An IPv6 literal: `[::1]:8000`.
             Some(rest) => match rest.split_once(']') {
@@ -193,7 +217,10 @@ fn server_address(req: &Request) -> (Option<String>, Option<u16>) {
                 None => (host, None),
             },
         };
-        return (Some(address.to_owned()), port.and_then(|port| port.parse().ok()));
+        return (
+            Some(address.to_owned()),
+            port.and_then(|port| port.parse().ok()),
+        );
     }
     match req.local_addr().as_socket_addr() {
         Some(addr) => (Some(addr.ip().to_string()), Some(addr.port())),

@@ -2,8 +2,8 @@
 //! `OTEL_*` variables, the HTTP middleware (server spans + request duration metric) and
 //! the database client spans. Handlers contain no telemetry code.
 
-mod exporters;
 pub mod db;
+mod exporters;
 pub mod http;
 
 use std::{
@@ -84,7 +84,10 @@ pub fn init() -> anyhow::Result<Telemetry> {
                 EnvFilter::new("info,sqlx=warn,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off,tonic=off,h2=off,hyper=off,hyper_util=off,reqwest=off,tower=off"),
             )
     });
-    tracing_subscriber::registry().with(console).with(otlp_logs).try_init()?;
+    tracing_subscriber::registry()
+        .with(console)
+        .with(otlp_logs)
+        .try_init()?;
     Ok(telemetry)
 }
 
@@ -102,8 +105,12 @@ fn resource() -> Resource {
     if name.is_none_or(|name| name.as_str().starts_with("unknown_service")) {
         builder = builder.with_service_name(DEFAULT_SERVICE_NAME);
     }
-    if detected.get(&opentelemetry::Key::from_static_str("service.version")).is_none() {
-        builder = builder.with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
+    if detected
+        .get(&opentelemetry::Key::from_static_str("service.version"))
+        .is_none()
+    {
+        builder =
+            builder.with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
     }
     builder.build()
 }
@@ -113,11 +120,17 @@ fn tracer_provider(resource: &Resource) -> anyhow::Result<Option<SdkTracerProvid
     Ok(match ExporterKind::from_env("OTEL_TRACES_EXPORTER")? {
         ExporterKind::None => None,
         ExporterKind::Console => Some(
-            builder.with_simple_exporter(opentelemetry_stdout::SpanExporter::default()).build(),
+            builder
+                .with_simple_exporter(opentelemetry_stdout::SpanExporter::default())
+                .build(),
         ),
         ExporterKind::Otlp => {
             let exporter = opentelemetry_otlp::SpanExporter::builder().build()?;
-            Some(builder.with_batch_exporter(WarnOnce::new("traces", exporter)).build())
+            Some(
+                builder
+                    .with_batch_exporter(WarnOnce::new("traces", exporter))
+                    .build(),
+            )
         }
     })
 }
@@ -127,11 +140,17 @@ fn meter_provider(resource: &Resource) -> anyhow::Result<Option<SdkMeterProvider
     Ok(match ExporterKind::from_env("OTEL_METRICS_EXPORTER")? {
         ExporterKind::None => None,
         ExporterKind::Console => Some(
-            builder.with_periodic_exporter(opentelemetry_stdout::MetricExporter::default()).build(),
+            builder
+                .with_periodic_exporter(opentelemetry_stdout::MetricExporter::default())
+                .build(),
         ),
         ExporterKind::Otlp => {
             let exporter = opentelemetry_otlp::MetricExporter::builder().build()?;
-            Some(builder.with_periodic_exporter(WarnOnce::new("metrics", exporter)).build())
+            Some(
+                builder
+                    .with_periodic_exporter(WarnOnce::new("metrics", exporter))
+                    .build(),
+            )
         }
     })
 }
@@ -152,7 +171,11 @@ fn logger_provider(resource: &Resource) -> anyhow::Result<Option<SdkLoggerProvid
         ExporterKind::Otlp => {
             let exporter = opentelemetry_otlp::LogExporter::builder().build()?;
             let batch = BatchLogProcessor::builder(WarnOnce::new("logs", exporter)).build();
-            Some(builder.with_log_processor(LogTimestamps::new(batch)).build())
+            Some(
+                builder
+                    .with_log_processor(LogTimestamps::new(batch))
+                    .build(),
+            )
         }
     })
 }
@@ -173,13 +196,22 @@ impl Telemetry {
             });
         };
         if let Some(provider) = self.tracer_provider {
-            spawn("traces", Box::new(move || outcome(provider.shutdown_with_timeout(budget))));
+            spawn(
+                "traces",
+                Box::new(move || outcome(provider.shutdown_with_timeout(budget))),
+            );
         }
         if let Some(provider) = self.meter_provider {
-            spawn("metrics", Box::new(move || outcome(provider.shutdown_with_timeout(budget))));
+            spawn(
+                "metrics",
+                Box::new(move || outcome(provider.shutdown_with_timeout(budget))),
+            );
         }
         if let Some(provider) = self.logger_provider {
-            spawn("logs", Box::new(move || outcome(provider.shutdown_with_timeout(budget))));
+            spawn(
+                "logs",
+                Box::new(move || outcome(provider.shutdown_with_timeout(budget))),
+            );
         }
         for _ in 0..pending {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -187,7 +219,9 @@ impl Telemetry {
                 Ok((_, outcome)) if outcome.is_empty() => {}
                 Ok((signal, outcome)) => eprintln!("telemetry: {signal} shutdown: {outcome}"),
                 Err(_) => {
-                    eprintln!("telemetry: gave up flushing after {budget:?}; some data was not sent");
+                    eprintln!(
+                        "telemetry: gave up flushing after {budget:?}; some data was not sent"
+                    );
                     return;
                 }
             }
@@ -196,12 +230,17 @@ impl Telemetry {
 }
 
 fn outcome(result: opentelemetry_sdk::error::OTelSdkResult) -> String {
-    result.err().map(|error| error.to_string()).unwrap_or_default()
+    result
+        .err()
+        .map(|error| error.to_string())
+        .unwrap_or_default()
 }
 
 /// The value of `service.name`, as the health endpoint reports it.
 pub fn service_name() -> &'static str {
-    SERVICE_NAME.get().map_or(DEFAULT_SERVICE_NAME, String::as_str)
+    SERVICE_NAME
+        .get()
+        .map_or(DEFAULT_SERVICE_NAME, String::as_str)
 }
 
 /// The trace id of the request being handled, for problem documents.
@@ -209,7 +248,9 @@ pub fn current_trace_id() -> Option<String> {
     let context = opentelemetry::Context::current();
     let span = context.span();
     let span_context = span.span_context();
-    span_context.is_valid().then(|| span_context.trace_id().to_string())
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
 }
 
 fn tracer() -> Option<&'static SdkTracer> {
