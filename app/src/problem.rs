@@ -100,13 +100,30 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        match error {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                tracing::error!(error = %error, "database unavailable");
-                Self::DatabaseUnavailable
-            }
-            other => Self::Internal(other.into()),
+        if is_unavailable(&error) {
+            tracing::error!(error = %error, "database unavailable");
+            Self::DatabaseUnavailable
+        } else {
+            Self::Internal(error.into())
         }
+    }
+}
+
+/// Errors that mean "the database cannot be reached right now" (answered 503, the client
+/// may retry) rather than a bug (500).
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // Class 08 (connection exception), 57P01..57P03 (shutdown, crash, starting up).
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
     }
 }
 

@@ -580,8 +580,7 @@ async fn database_outage_is_a_503_problem_without_database_text_and_recovers() {
     let app = TestApp::spawn_on(&via_proxy, &[("OTEL_SDK_DISABLED", "true")]).await;
     create_ok(&app, "before the outage").await;
 
-    proxy.cut();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    proxy.cut().await;
     let started = Instant::now();
     let ready = problem(
         app.client.get(app.url("/ready")).send().await.unwrap(),

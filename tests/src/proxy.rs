@@ -2,17 +2,21 @@
 
 use std::sync::{
     Arc,
-    atomic::{AtomicBool, AtomicU64, Ordering},
+    atomic::{AtomicBool, AtomicUsize, Ordering},
 };
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::watch,
+};
 
 pub struct TcpProxy {
     /// `127.0.0.1:PORT` to connect to instead of the target.
     pub address: String,
     down: Arc<AtomicBool>,
-    /// Bumped on every cut; connections of an older generation close themselves.
-    generation: Arc<AtomicU64>,
+    /// Bumped on every cut; open connections close when it changes.
+    cuts: watch::Sender<u64>,
+    open: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -21,45 +25,42 @@ impl TcpProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let address = listener.local_addr().expect("addr").to_string();
         let down = Arc::new(AtomicBool::new(false));
-        let generation = Arc::new(AtomicU64::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
+        let (cuts, _) = watch::channel(0);
         let task = tokio::spawn({
-            let (down, generation) = (down.clone(), generation.clone());
+            let (down, open, cuts) = (down.clone(), open.clone(), cuts.clone());
             async move {
                 while let Ok((mut client, _)) = listener.accept().await {
                     if down.load(Ordering::SeqCst) {
-                        drop(client);
-                        continue;
+                        continue; // dropping the socket refuses the connection
                     }
                     let target = target.clone();
-                    let generation = generation.clone();
-                    let born = generation.load(Ordering::SeqCst);
+                    let mut cut = cuts.subscribe();
+                    let open = open.clone();
+                    open.fetch_add(1, Ordering::SeqCst);
                     tokio::spawn(async move {
-                        let Ok(mut upstream) = TcpStream::connect(&target).await else {
-                            return;
-                        };
-                        let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
-                        let cut = async {
-                            while generation.load(Ordering::SeqCst) == born {
-                                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        if let Ok(mut upstream) = TcpStream::connect(&target).await {
+                            tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+                                _ = cut.changed() => {}
                             }
-                        };
-                        tokio::select! { _ = copy => {}, _ = cut => {} }
+                        }
+                        open.fetch_sub(1, Ordering::SeqCst);
                     });
                 }
             }
         });
-        Self {
-            address,
-            down,
-            generation,
-            task,
-        }
+        Self { address, down, cuts, open, task }
     }
 
-    /// Closes every open connection and refuses new ones until [`TcpProxy::restore`].
-    pub fn cut(&self) {
+    /// Closes every open connection and refuses new ones until [`TcpProxy::restore`];
+    /// returns once no connection is left.
+    pub async fn cut(&self) {
         self.down.store(true, Ordering::SeqCst);
-        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.cuts.send_modify(|generation| *generation += 1);
+        while self.open.load(Ordering::SeqCst) > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 
     pub fn restore(&self) {

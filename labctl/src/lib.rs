@@ -1,0 +1,17 @@
+//! labctl: the lab's traffic generator (`traffic`), pipeline verifier (`verify`) and
+//! checkpoints (`check N`). The library is what the binary runs and what the workspace's
+//! end-to-end test calls directly: the dashboard reader in [`dashboard`], the traffic
+//! run in [`traffic`], the verification in [`verify`].
+
+pub mod checks;
+pub mod dashboard;
+pub mod duration;
+pub mod http;
+pub mod loki;
+pub mod plan;
+pub mod probe;
+pub mod prom;
+pub mod summary;
+pub mod tempo;
+pub mod traffic;
+pub mod verify;

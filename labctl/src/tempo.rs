@@ -1,0 +1,62 @@
+//! Tempo's search API (`GET /api/search` with a TraceQL `q`), read in the format documented
+//! in Tempo's `docs/sources/tempo/api_docs/_index.md` ("Search").
+
+use reqwest::Client;
+use serde::Deserialize;
+
+use crate::http::{self, ApiError};
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TraceSummary {
+    #[serde(rename = "traceID")]
+    pub trace_id: String,
+    /// The root span's name; absent while the root span has not arrived yet.
+    #[serde(default)]
+    pub root_trace_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SearchResponse {
+    #[serde(default)]
+    traces: Vec<TraceSummary>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tempo {
+    client: Client,
+    base_url: String,
+}
+
+impl Tempo {
+    pub fn new(client: Client, base_url: &str) -> Self {
+        Self {
+            client,
+            base_url: base_url.to_owned(),
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Traces matching the TraceQL `query` between `start` and `end` (unix seconds).
+    /// With both bounds Tempo searches its backend blocks too, not only recent data.
+    pub async fn search(
+        &self,
+        query: &str,
+        start: u64,
+        end: u64,
+        limit: u32,
+    ) -> Result<Vec<TraceSummary>, ApiError> {
+        let url = http::endpoint(&self.base_url, "/api/search")?;
+        let params = [
+            ("q", query.to_owned()),
+            ("start", start.to_string()),
+            ("end", end.to_string()),
+            ("limit", limit.to_string()),
+        ];
+        let body = http::get(&self.client, url, &params).await?;
+        Ok(http::parse::<SearchResponse>("Tempo /api/search", &body)?.traces)
+    }
+}
