@@ -12,8 +12,12 @@ dev:
     #!/usr/bin/env bash
     set -euo pipefail
     if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
-      stack/native/postgres.sh serve & trap "kill $! 2>/dev/null" EXIT
-      for _ in $(seq 1 60); do (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && break; sleep 0.5; done
+      stack/native/postgres.sh serve & pg=$!
+      trap 'kill $pg 2>/dev/null; wait $pg' EXIT
+      until (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; do
+        kill -0 $pg 2>/dev/null || { echo "could not start Postgres (see above)" >&2; exit 1; }
+        sleep 0.5
+      done
     fi
     echo "Swagger UI: http://127.0.0.1:8000/docs (Ctrl-C stops)"
     OTEL_TRACES_EXPORTER=console OTEL_LOGS_EXPORTER=console OTEL_METRICS_EXPORTER=none cargo run -p todo-api

@@ -3,8 +3,8 @@
 # `postgresql` package or Nix's postgresql_16).
 #
 #   postgres.sh serve         the lab's database on 127.0.0.1:5432 (todouser/todopass,
-#                             database tododb), data kept under the cache directory;
-#                             runs until Ctrl-C
+#                             database tododb), data kept under the cache directory
+#                             (/var/tmp/otel-lab-postgres for root); runs until Ctrl-C
 #   postgres.sh run CMD...    a throwaway cluster on a free port: CMD runs with
 #                             DATABASE_URL pointing at an empty tododb, then the
 #                             cluster is removed (used by `just sqlx-check`)
@@ -54,9 +54,11 @@ stop_cluster() { # data dir
 case "${1:-}" in
   serve)
     port="${PGPORT_LAB:-5432}"
-    data="$cache/postgres/data"
-    mkdir -p "$cache/postgres"
-    init_cluster "$data" "$cache/postgres/sockets" "$port"
+    # root's home is closed to the postgres user that the server runs as.
+    home="$cache/postgres"
+    if [[ "$(id -u)" == 0 ]]; then home=/var/tmp/otel-lab-postgres; fi
+    data="$home/data"
+    init_cluster "$data" "$home/sockets" "$port"
     trap 'stop_cluster "$data"; echo "postgres stopped"' EXIT
     echo "postgres ready: postgres://todouser:todopass@127.0.0.1:$port/tododb (Ctrl-C stops it)"
     while sleep 3600; do :; done
