@@ -38,6 +38,11 @@ sqlx-check:
 sqlx-prepare:
     stack/native/postgres.sh run bash -c 'cd app && sqlx migrate run --source migrations >/dev/null && cargo sqlx prepare'
 
+# Throughput and latency, telemetry on vs off vs the pgbench ceiling -> bench/results.md (not part of `test`)
+bench *args: native-build
+    cargo build --release --locked -p todo-api
+    stack/native/postgres.sh run python3 bench/bench.py {{args}}
+
 # The whole pipeline without Docker: Postgres, native Prometheus + collector, the API exporting to it
 native: native-build
     #!/usr/bin/env bash

@@ -30,10 +30,10 @@ pub struct Problem {
     /// What went wrong with this request.
     pub detail: String,
     /// The trace id of this request: search for it in Tempo.
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(default, skip_serializing_if_is_none)]
     pub trace_id: Option<String>,
     /// One entry per invalid field.
-    #[oai(skip_serializing_if_is_empty)]
+    #[oai(default, skip_serializing_if_is_empty)]
     pub errors: Vec<FieldError>,
 }
 

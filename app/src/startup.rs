@@ -106,7 +106,11 @@ async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
     let options = PgPoolOptions::new()
         .max_connections(settings.database_max_connections)
         // Fail a request fast with 503 when the database is gone, rather than hang.
-        .acquire_timeout(Duration::from_secs(3));
+        .acquire_timeout(Duration::from_secs(3))
+        // sqlx pings every connection it hands out by default: one extra round trip per
+        // query, which doubled Postgres' work per request (bench/README.md). A broken
+        // connection fails its query instead (503) and is then dropped from the pool.
+        .test_before_acquire(false);
     let deadline = tokio::time::Instant::now() + settings.database_connect_timeout;
     let mut delay = Duration::from_millis(200);
     loop {

@@ -12,6 +12,8 @@ use crate::{text::Text, traced};
 pub struct Todo {
     pub id: Uuid,
     pub title: String,
+    /// `null` when the todo has no description.
+    #[oai(nullable)]
     pub description: Option<String>,
     pub completed: bool,
     /// When the todo was created (RFC 3339, UTC).
@@ -25,7 +27,7 @@ pub struct Todo {
 pub struct TodoCreate {
     #[oai(validator(min_length = 1, max_length = 200))]
     pub title: Text,
-    #[oai(validator(max_length = 2000))]
+    #[oai(nullable, validator(max_length = 2000))]
     pub description: Option<Text>,
     #[oai(default)]
     pub completed: bool,
@@ -37,7 +39,7 @@ pub struct TodoCreate {
 pub struct TodoUpdate {
     #[oai(validator(min_length = 1, max_length = 200))]
     pub title: MaybeUndefined<Text>,
-    #[oai(validator(max_length = 2000))]
+    #[oai(nullable, validator(max_length = 2000))]
     pub description: MaybeUndefined<Text>,
     pub completed: MaybeUndefined<bool>,
 }
