@@ -136,7 +136,17 @@ impl TodosApi {
     /// Create a todo.
     #[oai(path = "/todos", method = "post")]
     async fn create(&self, body: Json<TodoCreate>) -> Result<Created, ProblemResponse> {
-        let todo = self.store.create(body.0).await.map_err(ApiError::from)?;
+        let TodoCreate {
+            title,
+            description,
+            completed,
+        } = body.0;
+        let completed = not_null("completed", completed)?.unwrap_or(false);
+        let todo = self
+            .store
+            .create(title, description, completed)
+            .await
+            .map_err(ApiError::from)?;
         tracing::info!(todo_id = %todo.id, "todo created");
         let location = format!("/api/v1/todos/{}", todo.id);
         Ok(Created::Todo(Json(todo), location))

@@ -358,6 +358,8 @@ fn humanize(reason: &str) -> String {
     };
     if reason == "minLength(1)" {
         "must not be empty".to_owned()
+    } else if reason.starts_with("pattern(") {
+        "must not contain NUL characters (U+0000)".to_owned()
     } else if let Some(n) = number("maxLength(") {
         format!("must be at most {n} characters")
     } else if let Some(n) = number("minLength(") {

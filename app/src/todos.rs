@@ -22,24 +22,27 @@ pub struct Todo {
     pub updated_at: DateTime<Utc>,
 }
 
+// Postgres `text` cannot store U+0000: the pattern refuses it as a 400 (and says so in
+// the OpenAPI document) instead of a 500 from the database.
+
 /// The body of `POST /api/v1/todos`.
 #[derive(Debug, Object)]
 pub struct TodoCreate {
-    #[oai(validator(min_length = 1, max_length = 200))]
+    #[oai(validator(min_length = 1, max_length = 200, pattern = r"^[^\x00]*$"))]
     pub title: Text,
-    #[oai(nullable, validator(max_length = 2000))]
+    #[oai(nullable, validator(max_length = 2000, pattern = r"^[^\x00]*$"))]
     pub description: Option<Text>,
-    #[oai(default)]
-    pub completed: bool,
+    /// Defaults to `false`; `null` is refused, as in PUT.
+    pub completed: MaybeUndefined<bool>,
 }
 
 /// The body of `PUT /api/v1/todos/{todo_id}`: only the fields present are changed.
 /// `description: null` clears the description; `title` and `completed` cannot be null.
 #[derive(Debug, Object)]
 pub struct TodoUpdate {
-    #[oai(validator(min_length = 1, max_length = 200))]
+    #[oai(validator(min_length = 1, max_length = 200, pattern = r"^[^\x00]*$"))]
     pub title: MaybeUndefined<Text>,
-    #[oai(nullable, validator(max_length = 2000))]
+    #[oai(nullable, validator(max_length = 2000, pattern = r"^[^\x00]*$"))]
     pub description: MaybeUndefined<Text>,
     pub completed: MaybeUndefined<bool>,
 }
@@ -64,7 +67,12 @@ impl TodoStore {
         Self { pool }
     }
 
-    pub async fn create(&self, new: TodoCreate) -> Result<Todo, sqlx::Error> {
+    pub async fn create(
+        &self,
+        title: Text,
+        description: Option<Text>,
+        completed: bool,
+    ) -> Result<Todo, sqlx::Error> {
         traced!(
             fetch_one(&self.pool),
             query_as!(
@@ -72,9 +80,9 @@ impl TodoStore {
                 "INSERT INTO todos (id, title, description, completed) VALUES ($1, $2, $3, $4) \
                  RETURNING id, title, description, completed, created_at, updated_at",
                 Uuid::now_v7(),
-                String::from(new.title),
-                new.description.map(String::from),
-                new.completed
+                String::from(title),
+                description.map(String::from),
+                completed
             )
         )
         .await

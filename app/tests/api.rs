@@ -364,6 +364,16 @@ async fn invalid_bodies_are_400s_and_write_nothing() {
     let app = spawn().await;
     let cases: Vec<(&str, String, Option<&str>)> = vec![
         (
+            "NUL in the title",
+            json!({ "title": "a\u{0}b" }).to_string(),
+            Some("title"),
+        ),
+        (
+            "null completed",
+            json!({ "title": "a", "completed": null }).to_string(),
+            Some("completed"),
+        ),
+        (
             "empty title",
             json!({ "title": "" }).to_string(),
             Some("title"),
