@@ -56,7 +56,7 @@ native: native-build
     curl --silent --fail --output /dev/null --retry 60 --retry-delay 1 --retry-all-errors http://127.0.0.1:13133/
     echo "Prometheus http://127.0.0.1:9090 | collector OTLP 127.0.0.1:14317/14318 | API http://127.0.0.1:8000/docs"
     echo "Next, in another terminal: just traffic && just verify --native"
-    OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:14317 OTEL_EXPORTER_OTLP_PROTOCOL=grpc \
+    OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:14318 OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf \
       OTEL_METRIC_EXPORT_INTERVAL=5000 OTEL_RESOURCE_ATTRIBUTES=deployment.environment.name=lab \
       cargo run -p todo-api
 

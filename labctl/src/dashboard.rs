@@ -572,6 +572,19 @@ fn regex_escape(value: &str) -> String {
     out
 }
 
+/// `label_values(metric{...}, label)` -> (Some(selector), label); `label_values(label)`
+/// -> (None, label).
+pub fn label_values_call(query: &str) -> Option<(Option<&str>, &str)> {
+    let inner = query
+        .trim()
+        .strip_prefix("label_values(")?
+        .strip_suffix(')')?;
+    Some(match inner.rsplit_once(',') {
+        Some((selector, label)) => (Some(selector.trim()), label.trim()),
+        None => (None, inner.trim()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

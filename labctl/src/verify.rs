@@ -267,7 +267,7 @@ async fn resolve_variable(
             );
         }
     };
-    let Some((selector, label)) = label_values_call(&query) else {
+    let Some((selector, label)) = dashboard::label_values_call(&query) else {
         return Outcome::fail(
             format!("unsupported variable query `{query}`"),
             "labctl reads `label_values(selector, label)` and `label_values(label)` queries",
@@ -308,19 +308,6 @@ async fn resolve_variable(
              what Prometheus has (the collector's traces_span_metrics_*, not Tempo's traces_spanmetrics_*)",
         ),
     }
-}
-
-/// `label_values(metric{...}, label)` -> (Some(selector), label); `label_values(label)`
-/// -> (None, label).
-fn label_values_call(query: &str) -> Option<(Option<&str>, &str)> {
-    let inner = query
-        .trim()
-        .strip_prefix("label_values(")?
-        .strip_suffix(')')?;
-    Some(match inner.rsplit_once(',') {
-        Some((selector, label)) => (Some(selector.trim()), label.trim()),
-        None => (None, inner.trim()),
-    })
 }
 
 async fn panel(
@@ -706,14 +693,14 @@ mod tests {
     #[test]
     fn label_values_calls_are_read_with_or_without_a_selector() {
         assert_eq!(
-            label_values_call(r#"label_values(x{a="1", b="2"}, http_route)"#),
+            dashboard::label_values_call(r#"label_values(x{a="1", b="2"}, http_route)"#),
             Some((Some(r#"x{a="1", b="2"}"#), "http_route"))
         );
         assert_eq!(
-            label_values_call("label_values(service_name)"),
+            dashboard::label_values_call("label_values(service_name)"),
             Some((None, "service_name"))
         );
-        assert_eq!(label_values_call("query_result(up)"), None);
+        assert_eq!(dashboard::label_values_call("query_result(up)"), None);
     }
 
     #[test]

@@ -67,6 +67,11 @@ impl TestApp {
         self.server.output()
     }
 
+    /// The service's process id (for signals and `/proc/PID/status`).
+    pub fn pid(&self) -> u32 {
+        self.server.pid().expect("todo-api is running")
+    }
+
     /// SIGTERM, then wait: a graceful shutdown flushes telemetry before exit.
     pub fn shutdown(mut self) -> std::process::ExitStatus {
         tokio::task::block_in_place(|| self.server.terminate()).expect("todo-api exits")

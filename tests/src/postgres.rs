@@ -114,7 +114,7 @@ impl Cluster {
 }
 
 /// Where `initdb` and `postgres` live: `PG_BIN`, then PATH, then Debian's layout.
-fn server_bin_dir() -> anyhow::Result<PathBuf> {
+pub(crate) fn server_bin_dir() -> anyhow::Result<PathBuf> {
     if let Ok(dir) = std::env::var("PG_BIN") {
         return Ok(dir.into());
     }
@@ -145,14 +145,14 @@ fn server_bin_dir() -> anyhow::Result<PathBuf> {
         })
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|out| out.stdout.starts_with(b"0\n"))
 }
 
-fn as_postgres(as_root: bool, program: &Path) -> Command {
+pub(crate) fn as_postgres(as_root: bool, program: &Path) -> Command {
     if as_root {
         let mut command = Command::new("setpriv");
         command
@@ -164,7 +164,7 @@ fn as_postgres(as_root: bool, program: &Path) -> Command {
     }
 }
 
-fn run(command: &mut Command) -> anyhow::Result<()> {
+pub(crate) fn run(command: &mut Command) -> anyhow::Result<()> {
     let output = command.output()?;
     anyhow::ensure!(
         output.status.success(),

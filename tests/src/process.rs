@@ -102,6 +102,21 @@ exit $status"#;
         self.child.id()
     }
 
+    /// The wrapped server's own process id, for signals and `/proc` sampling: the child
+    /// of the `sh` wrapper that is not its watcher subshell (which is an `sh`).
+    pub fn pid(&self) -> Option<u32> {
+        let shell = self.child.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).ok()?;
+        children
+            .split_whitespace()
+            .filter_map(|pid| pid.parse::<u32>().ok())
+            .find(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|comm| comm.trim() != "sh")
+            })
+    }
+
     /// Sends SIGTERM to the server and waits for it to exit.
     pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
         signal_children(self.child.id(), "TERM");
