@@ -5,6 +5,7 @@ pub mod api;
 pub mod body_limit;
 pub mod config;
 pub mod faults;
+pub mod head_timeout;
 pub mod problem;
 pub mod routes;
 pub mod startup;

@@ -16,6 +16,7 @@ use crate::{
     body_limit::BodyLimit,
     config::Settings,
     faults::Faults,
+    head_timeout::{HEADER_READ_TIMEOUT, HeadTimeout},
     problem::Problems,
     routes::RouteTable,
     telemetry::{self, Telemetry, http::HttpTelemetry},
@@ -42,6 +43,7 @@ pub async fn run(settings: Settings, telemetry: Telemetry) -> anyhow::Result<()>
         .into_acceptor()
         .await
         .with_context(|| format!("binding {}:{}", settings.host, settings.port))?;
+    let acceptor = HeadTimeout::new(acceptor, HEADER_READ_TIMEOUT);
     let address = acceptor.local_addr().remove(0);
     let address = address.as_socket_addr().context("a TCP address")?;
     // Printed (not logged) so that scripts and tests can wait for it whatever RUST_LOG says.

@@ -163,16 +163,13 @@ fn request_attributes(
     if method == "_OTHER" {
         attributes.push(KeyValue::new(
             semconv::HTTP_REQUEST_METHOD_ORIGINAL,
-            req.method().as_str().to_owned(),
+            capped(req.method().as_str()),
         ));
     }
     if let Some(route) = route {
         attributes.push(KeyValue::new(semconv::HTTP_ROUTE, route.template));
     }
-    attributes.push(KeyValue::new(
-        semconv::URL_PATH,
-        req.uri().path().to_owned(),
-    ));
+    attributes.push(KeyValue::new(semconv::URL_PATH, capped(req.uri().path())));
     attributes.push(KeyValue::new(semconv::URL_SCHEME, "http"));
     let (address, port) = server_address(req);
     if let Some(address) = address {
@@ -190,12 +187,22 @@ fn request_attributes(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
     {
-        attributes.push(KeyValue::new(
-            semconv::USER_AGENT_ORIGINAL,
-            agent.to_owned(),
-        ));
+        attributes.push(KeyValue::new(semconv::USER_AGENT_ORIGINAL, capped(agent)));
     }
     attributes
+}
+
+/// Longest value, in characters, of an attribute copied from the request. A client
+/// decides these: uncapped, a 100 KiB User-Agent (hyper accepts heads up to ~400 KiB)
+/// would ride along in every span it causes, through the collector into storage.
+const MAX_ATTRIBUTE_CHARS: usize = 1024;
+
+/// `text`, cut to [`MAX_ATTRIBUTE_CHARS`] characters.
+fn capped(text: &str) -> String {
+    match text.char_indices().nth(MAX_ATTRIBUTE_CHARS) {
+        Some((cut, _)) => text[..cut].to_owned(),
+        None => text.to_owned(),
+    }
 }
 
 /// `server.address`/`server.port` as the client addressed them (the Host header), falling
@@ -218,7 +225,7 @@ fn server_address(req: &Request) -> (Option<String>, Option<u16>) {
             },
         };
         return (
-            Some(address.to_owned()),
+            Some(capped(address)),
             port.and_then(|port| port.parse().ok()),
         );
     }
@@ -247,5 +254,17 @@ impl Extractor for HeaderExtractor<'_> {
 
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(|key| key.as_str()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_request_values_on_a_character_boundary() {
+        assert_eq!(capped("curl/8.5"), "curl/8.5");
+        let long = "é".repeat(MAX_ATTRIBUTE_CHARS + 10);
+        assert_eq!(capped(&long).chars().count(), MAX_ATTRIBUTE_CHARS);
     }
 }

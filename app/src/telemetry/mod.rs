@@ -20,7 +20,9 @@ use opentelemetry_sdk::{
     propagation::TraceContextPropagator,
     trace::{SdkTracer, SdkTracerProvider},
 };
-use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{
+    EnvFilter, Layer, filter::filter_fn, layer::SubscriberExt, util::SubscriberInitExt,
+};
 
 use crate::config::var;
 use exporters::{ExporterKind, LogTimestamps, WarnOnce};
@@ -71,11 +73,22 @@ pub fn init() -> anyhow::Result<Telemetry> {
         http::register_metrics(&global::meter(SCOPE));
     }
 
+    let rust_log = var("RUST_LOG");
+    // Asking for the SDK's own events by name (RUST_LOG=opentelemetry_sdk=debug) shows
+    // them all; otherwise only those it says once reach the console.
+    let sdk_events_asked = rust_log
+        .as_deref()
+        .is_some_and(|spec| spec.contains("opentelemetry"));
+    // Two stacked filters: an EnvFilter combined with a filter_fn in one `.and()` drops
+    // events that carry fields.
     let console = tracing_subscriber::fmt::layer()
         .with_target(false)
-        .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            EnvFilter::new("info,sqlx=warn").add_directive(quiet_exporter_crates())
-        }));
+        .with_filter(filter_fn(move |event| {
+            sdk_events_asked || !is_sdk_chatter(event)
+        }))
+        .with_filter(EnvFilter::new(
+            rust_log.as_deref().unwrap_or("info,sqlx=warn"),
+        ));
     let otlp_logs = telemetry.logger_provider.as_ref().map(|provider| {
         opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(provider)
             // Independent of RUST_LOG, and never the exporter's own crates: telemetry
@@ -91,8 +104,21 @@ pub fn init() -> anyhow::Result<Telemetry> {
     Ok(telemetry)
 }
 
-fn quiet_exporter_crates() -> tracing_subscriber::filter::Directive {
-    "opentelemetry_sdk=off".parse().expect("static directive")
+/// What the SDK says once: the first span or log record dropped because its queue was
+/// full, and how many were dropped, at shutdown.
+const SDK_EVENTS_KEPT: [&str; 4] = [
+    "BatchSpanProcessor.SpanDroppingStarted",
+    "BatchSpanProcessor.SpansDropped",
+    "BatchLogProcessor.LogDroppingStarted",
+    "BatchLogProcessor.LogsDropped",
+];
+
+/// Events of the `opentelemetry*` crates (targets `opentelemetry_sdk`,
+/// `opentelemetry-otlp`...) other than [`SDK_EVENTS_KEPT`]: they report every failed batch
+/// (`BatchSpanProcessor.ExportError`, `Export.Failed.Exhausted`), lines by the second with
+/// the collector down, which `WarnOnce` reports once instead.
+fn is_sdk_chatter(event: &tracing::Metadata<'_>) -> bool {
+    event.target().starts_with("opentelemetry") && !SDK_EVENTS_KEPT.contains(&event.name())
 }
 
 /// `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` are read by the SDK's default
