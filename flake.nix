@@ -67,11 +67,15 @@
             docker-compose
             curl
             jq
-            oha
-            # the tests: a throwaway Postgres cluster, and Go to build the native
-            # collector and Prometheus (stack/native)
+            # `just bench`: the load generator it drives (pgbench comes with postgresql_16)
+            wrk
+            # the tests: a throwaway Postgres cluster, Go to build the native collector and
+            # Prometheus (stack/native), Python for the schemathesis contract test (pip
+            # installs it: tests/contract/requirements.txt) and the benchmark script
             postgresql_16
             go
+            python3
+            python3Packages.pip
           ];
           # Lets rust-analyzer and `cargo doc` find the standard library sources.
           RUST_SRC_PATH = "${pkgs.rustPlatform.rustLibSrc}";

@@ -63,8 +63,9 @@ impl LabCollector {
         command
             .arg("collector")
             .envs(self.environment.iter().map(|(key, value)| (key, value)));
-        let (server, ()) = tokio::task::block_in_place(|| Server::start(&mut command, |_| Some(())))
-            .context("starting the lab collector through stack/native/run.sh")?;
+        let (server, ()) =
+            tokio::task::block_in_place(|| Server::start(&mut command, |_| Some(())))
+                .context("starting the lab collector through stack/native/run.sh")?;
         self.server = Some(server);
         self.wait_healthy().await
     }

@@ -31,10 +31,19 @@ impl RestartablePostgres {
         let as_root = is_root();
         if as_root {
             // Postgres refuses to run as root.
-            run(Command::new("chown").arg("-R").arg("postgres:postgres").arg(&dir))?;
+            run(Command::new("chown")
+                .arg("-R")
+                .arg("postgres:postgres")
+                .arg(&dir))?;
         }
         run(as_postgres(as_root, &bin.join("initdb"))
-            .args(["--auth=trust", "--username=postgres", "--encoding=UTF8", "--no-sync", "-D"])
+            .args([
+                "--auth=trust",
+                "--username=postgres",
+                "--encoding=UTF8",
+                "--no-sync",
+                "-D",
+            ])
             .arg(dir.join("data")))?;
         let port = free_port()?;
         let mut cluster = Self {
