@@ -105,7 +105,7 @@ class NativeStack:
     """Prometheus, the sink and the lab collector, as `stack/native/run.sh` runs them."""
 
     def __init__(self, workdir):
-        self.collector_grpc = f"127.0.0.1:{free_port()}"
+        self.collector = {"grpc": f"127.0.0.1:{free_port()}", "http/protobuf": f"127.0.0.1:{free_port()}"}
         self.health = f"127.0.0.1:{free_port()}"
         env = dict(
             os.environ,
@@ -113,8 +113,8 @@ class NativeStack:
             PROMETHEUS_DATA_DIR=str(workdir / "prometheus"),
             SINK_OTLP_HTTP_ENDPOINT=f"127.0.0.1:{free_port()}",
             SINK_FILE_PATH=str(workdir / "sink.jsonl"),
-            COLLECTOR_OTLP_GRPC_ENDPOINT=self.collector_grpc,
-            COLLECTOR_OTLP_HTTP_ENDPOINT=f"127.0.0.1:{free_port()}",
+            COLLECTOR_OTLP_GRPC_ENDPOINT=self.collector["grpc"],
+            COLLECTOR_OTLP_HTTP_ENDPOINT=self.collector["http/protobuf"],
             COLLECTOR_HEALTH_CHECK_ENDPOINT=self.health,
         )
         run = str(ROOT / "stack" / "native" / "run.sh")
@@ -137,7 +137,7 @@ class NativeStack:
 
 
 class App:
-    def __init__(self, binary, database_url, telemetry, collector_grpc):
+    def __init__(self, binary, database_url, telemetry, collector, protocol):
         self.port = free_port()
         env = {
             "PATH": os.environ["PATH"],
@@ -148,8 +148,8 @@ class App:
         }
         if telemetry:
             env.update(
-                OTEL_EXPORTER_OTLP_ENDPOINT=f"http://{collector_grpc}",
-                OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+                OTEL_EXPORTER_OTLP_ENDPOINT=f"http://{collector[protocol]}",
+                OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
                 OTEL_METRIC_EXPORT_INTERVAL="5000",
                 OTEL_TRACES_SAMPLER="always_on",
             )
@@ -241,7 +241,7 @@ def report(results, workloads, ceiling, throttled, args):
         f"{os.cpu_count()} cores, everything on one machine (service, Postgres, collector, load generator).",
         f"wrk {args.connections} connections / {args.threads} threads, {args.duration}s per run after {args.warmup}s of warm-up,"
         f" median of {args.runs} runs per row, telemetry on/off interleaved. Telemetry on = traces, metrics and logs"
-        " over OTLP/gRPC to the native lab collector, 100% sampling.",
+        " over OTLP ({args.protocol}) to the native lab collector, 100% sampling.",
         "",
         "CPU columns are microseconds of CPU per request; \"backends\" are the native Prometheus and the"
         " trace/log sink standing in for otel-lgtm.",
@@ -299,6 +299,10 @@ def main():
     parser.add_argument("--runs", type=int, default=3, help="runs per workload and mode (median reported)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="wrk and pgbench threads")
+    parser.add_argument(
+        "--protocol", choices=["http/protobuf", "grpc"], default="http/protobuf",
+        help="OTLP protocol to the collector (the lab uses http/protobuf)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
     parser.add_argument("--only", help="run only the workloads whose name contains this text (e.g. 'by id')")
     args = parser.parse_args()
@@ -321,7 +325,7 @@ def main():
         workdir = Path(workdir)
         stack = NativeStack(workdir)
         try:
-            App(binary, database_url, False, None).stop()  # applies the migrations
+            App(binary, database_url, False, None, None).stop()  # applies the migrations
             subprocess.run(["psql", "-q", "-d", database_url, "-c", SEED_SQL], check=True)
             results = {}
             workloads = [w for w in WORKLOADS if not args.only or args.only.lower() in w[0].lower()]
@@ -329,7 +333,7 @@ def main():
             for run in range(args.runs):
                 for name, script in workloads:
                     for mode in ("on", "off"):
-                        app = App(binary, database_url, mode == "on", stack.collector_grpc)
+                        app = App(binary, database_url, mode == "on", stack.collector, args.protocol)
                         try:
                             result = measure(app, stack, postmaster, script, args)
                         finally:
