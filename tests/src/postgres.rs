@@ -42,43 +42,10 @@ impl Cluster {
                 _server: None,
             });
         }
-        let bin = server_bin_dir()?;
-        let dir = std::env::temp_dir().join(format!("otel-lab-pg-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir)?;
-        let data = dir.join("data");
-        let as_root = is_root();
-        if as_root {
-            // Postgres refuses to run as root.
-            run(Command::new("chown")
-                .arg("-R")
-                .arg("postgres:postgres")
-                .arg(&dir))?;
-        }
-        run(as_postgres(as_root, &bin.join("initdb"))
-            .args([
-                "--auth=trust",
-                "--username=postgres",
-                "--encoding=UTF8",
-                "--no-sync",
-                "-D",
-            ])
-            .arg(&data))?;
+        let cluster = ClusterDir::init("otel-lab-pg")?;
         let port = free_port()?;
-        let mut command = as_postgres(as_root, &bin.join("postgres"));
-        command
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-                "-c",
-                "max_connections=300",
-            ])
-            .args(["-p", &port.to_string(), "-k"])
-            .arg(&dir)
-            .env("LAB_CLEANUP_DIR", &dir);
+        let mut command = cluster.server_command(port);
+        command.env("LAB_CLEANUP_DIR", &cluster.dir);
         let (server, ()) = Server::start(&mut command, |line| {
             line.contains("ready to accept connections").then_some(())
         })?;
@@ -113,8 +80,68 @@ impl Cluster {
     }
 }
 
+/// A new cluster in a temporary directory: `initdb` with trust authentication, owned by
+/// the `postgres` user when the tests run as root (Postgres refuses to run as root).
+pub(crate) struct ClusterDir {
+    /// Holds `data/` and the server's Unix socket.
+    pub dir: PathBuf,
+    pub bin: PathBuf,
+    pub as_root: bool,
+}
+
+impl ClusterDir {
+    pub(crate) fn init(prefix: &str) -> anyhow::Result<Self> {
+        let bin = server_bin_dir()?;
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir)?;
+        let as_root = is_root();
+        if as_root {
+            run(Command::new("chown")
+                .arg("-R")
+                .arg("postgres:postgres")
+                .arg(&dir))?;
+        }
+        run(as_postgres(as_root, &bin.join("initdb"))
+            .args([
+                "--auth=trust",
+                "--username=postgres",
+                "--encoding=UTF8",
+                "--no-sync",
+                "-D",
+            ])
+            .arg(dir.join("data")))?;
+        Ok(Self { dir, bin, as_root })
+    }
+
+    /// The server on 127.0.0.1:`port`, tuned for tests (no fsync).
+    pub(crate) fn server_command(&self, port: u16) -> Command {
+        let mut command = as_postgres(self.as_root, &self.bin.join("postgres"));
+        command
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=300",
+            ])
+            .args(["-p", &port.to_string(), "-k"])
+            .arg(&self.dir);
+        command
+    }
+
+    /// `pg_ctl` of this cluster.
+    pub(crate) fn pg_ctl(&self) -> Command {
+        let mut command = as_postgres(self.as_root, &self.bin.join("pg_ctl"));
+        command.arg("-D").arg(self.dir.join("data"));
+        command
+    }
+}
+
 /// Where `initdb` and `postgres` live: `PG_BIN`, then PATH, then Debian's layout.
-pub(crate) fn server_bin_dir() -> anyhow::Result<PathBuf> {
+fn server_bin_dir() -> anyhow::Result<PathBuf> {
     if let Ok(dir) = std::env::var("PG_BIN") {
         return Ok(dir.into());
     }
@@ -145,14 +172,14 @@ pub(crate) fn server_bin_dir() -> anyhow::Result<PathBuf> {
         })
 }
 
-pub(crate) fn is_root() -> bool {
+fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|out| out.stdout.starts_with(b"0\n"))
 }
 
-pub(crate) fn as_postgres(as_root: bool, program: &Path) -> Command {
+fn as_postgres(as_root: bool, program: &Path) -> Command {
     if as_root {
         let mut command = Command::new("setpriv");
         command

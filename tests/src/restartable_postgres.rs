@@ -2,12 +2,12 @@
 //! same port with its data kept - a database restart, which the shared cluster of
 //! [`crate::postgres`] must never see.
 
-use std::{path::PathBuf, process::Command, time::Duration};
+use std::time::Duration;
 
 use anyhow::Context as _;
 
 use crate::{
-    postgres::{as_postgres, free_port, is_root, run, server_bin_dir},
+    postgres::{ClusterDir, free_port, run},
     process::Server,
 };
 
@@ -15,43 +15,20 @@ pub struct RestartablePostgres {
     /// `postgres://postgres@127.0.0.1:PORT/postgres`
     pub url: String,
     port: u16,
-    bin: PathBuf,
     /// Holds the data directory and the socket; removed on drop.
-    dir: PathBuf,
-    as_root: bool,
+    cluster: ClusterDir,
     server: Option<Server>,
 }
 
 impl RestartablePostgres {
     /// initdb into a temporary directory, then start the server on a free loopback port.
     pub fn start() -> anyhow::Result<Self> {
-        let bin = server_bin_dir()?;
-        let dir = std::env::temp_dir().join(format!("otel-lab-pg-own-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir)?;
-        let as_root = is_root();
-        if as_root {
-            // Postgres refuses to run as root.
-            run(Command::new("chown")
-                .arg("-R")
-                .arg("postgres:postgres")
-                .arg(&dir))?;
-        }
-        run(as_postgres(as_root, &bin.join("initdb"))
-            .args([
-                "--auth=trust",
-                "--username=postgres",
-                "--encoding=UTF8",
-                "--no-sync",
-                "-D",
-            ])
-            .arg(dir.join("data")))?;
+        let cluster = ClusterDir::init("otel-lab-pg-own")?;
         let port = free_port()?;
         let mut cluster = Self {
             url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
             port,
-            bin,
-            dir,
-            as_root,
+            cluster,
             server: None,
         };
         cluster.start_again()?;
@@ -61,13 +38,7 @@ impl RestartablePostgres {
     /// Starts the stopped server again, on the same port and data directory.
     pub fn start_again(&mut self) -> anyhow::Result<()> {
         anyhow::ensure!(self.server.is_none(), "the server is already running");
-        let mut command = as_postgres(self.as_root, &self.bin.join("postgres"));
-        command
-            .arg("-D")
-            .arg(self.dir.join("data"))
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-            .args(["-p", &self.port.to_string(), "-k"])
-            .arg(&self.dir);
+        let mut command = self.cluster.server_command(self.port);
         let (server, ()) = Server::start(&mut command, |line| {
             line.contains("ready to accept connections").then_some(())
         })?;
@@ -79,9 +50,10 @@ impl RestartablePostgres {
     /// checkpoint is written, and the call returns once the server is gone.
     pub fn stop(&mut self) -> anyhow::Result<Duration> {
         let started = std::time::Instant::now();
-        run(as_postgres(self.as_root, &self.bin.join("pg_ctl"))
-            .args(["stop", "-m", "fast", "-w", "-t", "30", "-D"])
-            .arg(self.dir.join("data")))
+        run(self
+            .cluster
+            .pg_ctl()
+            .args(["stop", "-m", "fast", "-w", "-t", "30"]))
         .context("pg_ctl stop")?;
         // The wrapper shell has exited with the server; dropping it reaps it.
         self.server = None;
@@ -92,11 +64,12 @@ impl RestartablePostgres {
 impl Drop for RestartablePostgres {
     fn drop(&mut self) {
         if self.server.is_some() {
-            let _ = run(as_postgres(self.as_root, &self.bin.join("pg_ctl"))
-                .args(["stop", "-m", "immediate", "-w", "-D"])
-                .arg(self.dir.join("data")));
+            let _ = run(self
+                .cluster
+                .pg_ctl()
+                .args(["stop", "-m", "immediate", "-w"]));
         }
         self.server = None;
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.cluster.dir);
     }
 }
