@@ -434,3 +434,24 @@ async fn unreachable_collector_is_reported_once_and_does_not_slow_requests() {
         "{output}"
     );
 }
+
+/// The SDK's standard sampler variables apply: `always_off` records no span, while the
+/// request metric still counts every request.
+#[tokio::test(flavor = "multi_thread")]
+async fn otel_traces_sampler_is_honoured() {
+    let receiver = OtlpReceiver::start().await;
+    let app = spawn_exporting_to(&receiver, "grpc", &[("OTEL_TRACES_SAMPLER", "always_off")]).await;
+    for _ in 0..3 {
+        app.client.get(app.url("/health")).send().await.unwrap();
+    }
+    receiver
+        .wait_for("the request metric", WAIT, |r| {
+            r.metrics()
+                .into_iter()
+                .find(|m| m.metric.name == "http.server.request.duration")
+        })
+        .await;
+    let status = app.shutdown();
+    assert!(status.success());
+    assert!(receiver.spans().is_empty(), "always_off exported spans");
+}
