@@ -131,11 +131,7 @@ impl From<ApiError> for ProblemResponse {
     fn from(error: ApiError) -> Self {
         match error {
             ApiError::Validation { detail, errors } => {
-                let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-                tracing::warn!(fields = ?fields, "validation failed");
-                let mut problem = problem(StatusCode::BAD_REQUEST, "validation-error", detail);
-                problem.errors = errors;
-                Self::BadRequest(Json(problem))
+                Self::BadRequest(Json(validation_problem(errors, detail)))
             }
             ApiError::TodoNotFound(id) => {
                 tracing::info!(todo_id = %id, "todo not found");
@@ -251,14 +247,14 @@ fn problem_for(error: &poem::Error, route: Option<MatchedRoute>) -> Problem {
                 format!("The request body is not valid JSON: {}", error.reason),
             );
         }
-        return bad_request(
+        return validation_problem(
             body_field_errors(&error.reason),
             format!("Invalid request body: {}", error.reason),
         );
     }
     if let Some(error) = error.downcast_ref::<ParseParamError>() {
         let message = humanize(&error.reason);
-        return bad_request(
+        return validation_problem(
             vec![FieldError::new(error.name, &message)],
             format!("Invalid query parameter `{}`: {message}", error.name),
         );
@@ -267,7 +263,7 @@ fn problem_for(error: &poem::Error, route: Option<MatchedRoute>) -> Problem {
         let name = route.and_then(|route| path_parameter(route.template, error.name));
         let name = name.unwrap_or(error.name);
         let message = "must be a UUID";
-        return bad_request(
+        return validation_problem(
             vec![FieldError::new(name, message)],
             format!("Invalid path parameter `{name}`: {message}"),
         );
@@ -311,7 +307,8 @@ fn problem_for(error: &poem::Error, route: Option<MatchedRoute>) -> Problem {
     internal_problem()
 }
 
-fn bad_request(errors: Vec<FieldError>, detail: String) -> Problem {
+/// A 400 naming the invalid fields, whether the handler or poem-openapi's parsing found them.
+fn validation_problem(errors: Vec<FieldError>, detail: String) -> Problem {
     let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
     tracing::warn!(fields = ?fields, "validation failed");
     let mut problem = problem(StatusCode::BAD_REQUEST, "validation-error", detail);
