@@ -35,14 +35,19 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
         if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
             return Err(too_large());
         }
-        // A chunked body declares no length: read it up to the cap.
+        // A chunked body declares no length: read it up to the cap. Requests without a
+        // body (most of them: GET, DELETE) are passed on untouched.
         if declared.is_none() {
-            let body = req
-                .take_body()
-                .into_bytes_limit(MAX_BODY_BYTES)
-                .await
-                .map_err(|_| too_large())?;
-            req.set_body(Body::from_bytes(body));
+            let body = req.take_body();
+            if body.is_empty() {
+                req.set_body(body);
+            } else {
+                let body = body
+                    .into_bytes_limit(MAX_BODY_BYTES)
+                    .await
+                    .map_err(|_| too_large())?;
+                req.set_body(Body::from_bytes(body));
+            }
         }
         self.inner.call(req).await.map(IntoResponse::into_response)
     }
