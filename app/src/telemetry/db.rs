@@ -1,48 +1,63 @@
 //! Database client spans (one per SQL statement, child of the request's server span) and
 //! the connection pool's usage.
 
-use std::{future::Future, sync::OnceLock};
+use std::{
+    future::Future,
+    sync::{Arc, OnceLock},
+};
 
 use opentelemetry::{
-    Context, KeyValue, global,
+    Context, KeyValue, StringValue, global,
     trace::{FutureExt, SpanKind, Status, TraceContextExt, Tracer},
 };
 use opentelemetry_semantic_conventions::{attribute as semconv, metric as semconv_metric};
 use sqlx::PgPool;
 
-/// Where the database lives, recorded on every client span.
-static SERVER: OnceLock<(String, u16)> = OnceLock::new();
+/// Where the database lives (`server.address`, `server.port`), recorded on every client span.
+static SERVER: OnceLock<[KeyValue; 2]> = OnceLock::new();
+
+/// The span name and attributes of one SQL statement, worked out once per call site
+/// (see [`crate::traced`]) rather than on every query.
+pub struct Statement {
+    name: String,
+    attributes: Vec<KeyValue>,
+}
+
+impl Statement {
+    pub fn new(text: &'static str) -> Self {
+        let (operation, collection) = summarize(text);
+        let mut attributes = vec![
+            KeyValue::new(semconv::DB_SYSTEM_NAME, "postgresql"),
+            KeyValue::new(semconv::DB_OPERATION_NAME, operation),
+            KeyValue::new(semconv::DB_QUERY_TEXT, text),
+        ];
+        let name = match collection {
+            Some(collection) => {
+                attributes.push(KeyValue::new(semconv::DB_COLLECTION_NAME, collection));
+                format!("{operation} {collection}")
+            }
+            None => operation.to_owned(),
+        };
+        Self { name, attributes }
+    }
+}
 
 /// Runs a sqlx query inside a CLIENT span. Use it through [`crate::traced`], which passes
 /// the statement text that sqlx's macros checked at compile time: it is parameterised
 /// (`$1`), so no literal value can reach `db.query.text`.
 pub async fn in_client_span<T>(
-    statement: &'static str,
+    statement: &'static Statement,
     query: impl Future<Output = Result<T, sqlx::Error>>,
 ) -> Result<T, sqlx::Error> {
     let Some(tracer) = super::tracer() else {
         return query.await;
     };
     let parent = Context::current();
-    let (operation, collection) = summarize(statement);
-    let mut attributes = vec![
-        KeyValue::new(semconv::DB_SYSTEM_NAME, "postgresql"),
-        KeyValue::new(semconv::DB_OPERATION_NAME, operation),
-        KeyValue::new(semconv::DB_QUERY_TEXT, statement),
-    ];
-    let name = match collection {
-        Some(collection) => {
-            attributes.push(KeyValue::new(semconv::DB_COLLECTION_NAME, collection));
-            format!("{operation} {collection}")
-        }
-        None => operation.to_owned(),
-    };
-    if let Some((address, port)) = SERVER.get() {
-        attributes.push(KeyValue::new(semconv::SERVER_ADDRESS, address.clone()));
-        attributes.push(KeyValue::new(semconv::SERVER_PORT, i64::from(*port)));
-    }
+    let mut attributes = Vec::with_capacity(statement.attributes.len() + 2);
+    attributes.extend_from_slice(&statement.attributes);
+    attributes.extend(SERVER.get().into_iter().flatten().cloned());
     let span = tracer
-        .span_builder(name)
+        .span_builder(statement.name.as_str())
         .with_kind(SpanKind::Client)
         .with_attributes(attributes)
         .start_with_context(tracer, &parent);
@@ -61,18 +76,22 @@ pub async fn in_client_span<T>(
 /// `traced!(fetch_optional(&pool), query_as!(Todo, "SELECT ... WHERE id = $1", id))`.
 #[macro_export]
 macro_rules! traced {
-    ($fetch:ident($executor:expr), query_as!($out:path, $sql:literal $(, $arg:expr)* $(,)?)) => {
+    ($fetch:ident($executor:expr), query_as!($out:path, $sql:literal $(, $arg:expr)* $(,)?)) => {{
+        static STATEMENT: ::std::sync::LazyLock<$crate::telemetry::db::Statement> =
+            ::std::sync::LazyLock::new(|| $crate::telemetry::db::Statement::new($sql));
         $crate::telemetry::db::in_client_span(
-            $sql,
+            &STATEMENT,
             ::sqlx::query_as!($out, $sql $(, $arg)*).$fetch($executor),
         )
-    };
-    ($fetch:ident($executor:expr), query!($sql:literal $(, $arg:expr)* $(,)?)) => {
+    }};
+    ($fetch:ident($executor:expr), query!($sql:literal $(, $arg:expr)* $(,)?)) => {{
+        static STATEMENT: ::std::sync::LazyLock<$crate::telemetry::db::Statement> =
+            ::std::sync::LazyLock::new(|| $crate::telemetry::db::Statement::new($sql));
         $crate::telemetry::db::in_client_span(
-            $sql,
+            &STATEMENT,
             ::sqlx::query!($sql $(, $arg)*).$fetch($executor),
         )
-    };
+    }};
 }
 
 /// The operation and table of a statement: `SELECT ... FROM todos` -> (`SELECT`, `todos`).
@@ -106,7 +125,11 @@ fn error_type(error: &sqlx::Error) -> &'static str {
 /// (`db.client.connection.count`, by state) at each metric export.
 pub fn observe_pool(pool: &PgPool) {
     let options = pool.connect_options();
-    let _ = SERVER.set((options.get_host().to_owned(), options.get_port()));
+    let address = StringValue::from(Arc::<str>::from(options.get_host()));
+    let _ = SERVER.set([
+        KeyValue::new(semconv::SERVER_ADDRESS, address),
+        KeyValue::new(semconv::SERVER_PORT, i64::from(options.get_port())),
+    ]);
 
     let pool = pool.clone();
     global::meter(super::SCOPE)
