@@ -617,24 +617,9 @@ async fn database_outage_is_a_503_problem_without_database_text_and_recovers() {
     }
 
     proxy.restore();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let status = app
-            .client
-            .get(app.url("/ready"))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        if status == StatusCode::OK {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the service did not recover by itself"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    lab_tests::wait_for_http(&app.url("/ready"), true, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|last| panic!("the service did not recover by itself: {last}"));
     let titles: Vec<String> = list(&app, "")
         .await
         .iter()

@@ -4,13 +4,11 @@
 //! so the test sees exactly what got through. Unlike the full native stack, a test can
 //! kill it and start it again on the same ports.
 
-use std::{process::Command, time::Duration};
-
-use anyhow::{Context as _, bail};
-
-use crate::{postgres::free_port, process::Server};
-
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::{
+    native::{READY_TIMEOUT, start_component},
+    postgres::free_port,
+    process::Server,
+};
 
 pub struct LabCollector {
     /// `http://127.0.0.1:PORT` of its OTLP/gRPC receiver.
@@ -58,35 +56,16 @@ impl LabCollector {
     /// Starts the collector again on the same ports and waits until it is healthy.
     pub async fn start_again(&mut self) -> anyhow::Result<()> {
         anyhow::ensure!(self.server.is_none(), "the collector is already running");
-        let mut command = Command::new(crate::workspace_root().join("stack/native/run.sh"));
         // config.yaml exports without compression, as the kit's receiver expects.
-        command
-            .arg("collector")
-            .envs(self.environment.iter().map(|(key, value)| (key, value)));
-        let (server, ()) =
-            tokio::task::block_in_place(|| Server::start(&mut command, |_| Some(())))
-                .context("starting the lab collector through stack/native/run.sh")?;
-        self.server = Some(server);
-        self.wait_healthy().await
-    }
-
-    async fn wait_healthy(&self) -> anyhow::Result<()> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()?;
-        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
-        while tokio::time::Instant::now() < deadline {
-            if let Ok(response) = client.get(&self.health_url).send().await
-                && response.status().is_success()
-            {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        bail!(
-            "the lab collector did not become healthy within {READY_TIMEOUT:?}; its output:\n{}",
-            self.output()
-        )
+        self.server = Some(start_component("collector", &[], &self.environment)?);
+        crate::wait_for_http(&self.health_url, true, READY_TIMEOUT)
+            .await
+            .map_err(|last| {
+                anyhow::anyhow!(
+                    "the lab collector did not become healthy ({last}); its output:\n{}",
+                    self.output()
+                )
+            })
     }
 
     /// What the running collector printed so far.

@@ -22,7 +22,7 @@ pub mod process;
 pub mod proxy;
 pub mod restartable_postgres;
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 /// The workspace root (the directory holding the top-level `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
@@ -30,4 +30,25 @@ pub fn workspace_root() -> PathBuf {
         .parent()
         .expect("tests/ has a parent")
         .to_owned()
+}
+
+/// Polls `url` until it answers - with a 2xx when `success` is set - or `timeout` has
+/// passed; the error says what came back last. Every readiness wait of the kit and the
+/// tests goes through here.
+pub async fn wait_for_http(url: &str, success: bool, timeout: Duration) -> Result<(), String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|error| error.to_string())?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = String::from("no answer yet");
+    while tokio::time::Instant::now() < deadline {
+        match client.get(url).send().await {
+            Ok(response) if !success || response.status().is_success() => return Ok(()),
+            Ok(response) => last = format!("HTTP {}", response.status()),
+            Err(error) => last = error.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("{url}: {last} after {timeout:?}"))
 }

@@ -19,7 +19,7 @@ use anyhow::{Context, bail};
 use crate::{postgres::free_port, process::Server};
 
 /// How long each component may take to answer its readiness probe once started.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running native stack; stopped (and its files deleted) on drop.
 pub struct NativeStack {
@@ -81,25 +81,18 @@ impl NativeStack {
             ("COLLECTOR_OTLP_HTTP_ENDPOINT", http_listen),
             ("COLLECTOR_HEALTH_CHECK_ENDPOINT", health_listen),
         ];
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()?;
 
         stack.launch("prometheus", &[], &environment)?;
         stack.launch("sink", &[], &environment)?;
         let ready_url = format!("{}/-/ready", stack.prometheus_url);
-        stack
-            .wait_ready("prometheus", &client, &ready_url, true)
-            .await?;
+        stack.wait_ready("prometheus", &ready_url, true).await?;
         // The sink has no health endpoint: any HTTP answer means its receiver listens.
         stack
-            .wait_ready("sink", &client, &format!("http://{sink_listen}/"), false)
+            .wait_ready("sink", &format!("http://{sink_listen}/"), false)
             .await?;
         stack.launch("collector", collector_args, &environment)?;
         let health_url = stack.collector_health_url.clone();
-        stack
-            .wait_ready("collector", &client, &health_url, true)
-            .await?;
+        stack.wait_ready("collector", &health_url, true).await?;
         Ok(stack)
     }
 
@@ -109,42 +102,20 @@ impl NativeStack {
         args: &[String],
         environment: &[(&str, String)],
     ) -> anyhow::Result<()> {
-        let mut command = Command::new(run_script());
-        command
-            .arg(component)
-            .args(args)
-            .envs(environment.iter().map(|(k, v)| (k, v)));
-        // Both programs log as soon as they start; readiness is asked over HTTP after.
-        let (server, ()) =
-            tokio::task::block_in_place(|| Server::start(&mut command, |_| Some(())))
-                .with_context(|| format!("starting {component} through stack/native/run.sh"))?;
+        let server = start_component(component, args, environment)?;
         self.servers.push((component, server));
         Ok(())
     }
 
-    /// Polls `url` until it answers (with a 2xx when `success` is set).
-    async fn wait_ready(
-        &self,
-        component: &str,
-        client: &reqwest::Client,
-        url: &str,
-        success: bool,
-    ) -> anyhow::Result<()> {
-        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
-        let mut last = String::from("no answer yet");
-        while tokio::time::Instant::now() < deadline {
-            match client.get(url).send().await {
-                Ok(response) if !success || response.status().is_success() => return Ok(()),
-                Ok(response) => last = format!("HTTP {}", response.status()),
-                Err(error) => last = error.to_string(),
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        bail!(
-            "{component} did not become ready within {}s ({url}: {last}); its output:\n{}",
-            READY_TIMEOUT.as_secs(),
-            self.output_of(component)
-        )
+    async fn wait_ready(&self, component: &str, url: &str, success: bool) -> anyhow::Result<()> {
+        crate::wait_for_http(url, success, READY_TIMEOUT)
+            .await
+            .map_err(|last| {
+                anyhow::anyhow!(
+                    "{component} did not become ready ({last}); its output:\n{}",
+                    self.output_of(component)
+                )
+            })
     }
 
     /// Everything `component` ("prometheus", "sink", "collector") printed so far.
@@ -189,8 +160,21 @@ impl Drop for NativeStack {
     }
 }
 
-fn run_script() -> PathBuf {
-    crate::workspace_root().join("stack/native/run.sh")
+/// Starts one component (`prometheus`, `sink`, `collector`) through `stack/native/run.sh`;
+/// readiness is for the caller to ask over HTTP, as both programs log as soon as they start.
+pub(crate) fn start_component(
+    component: &str,
+    args: &[String],
+    environment: &[(&str, String)],
+) -> anyhow::Result<Server> {
+    let mut command = Command::new(crate::workspace_root().join("stack/native/run.sh"));
+    command
+        .arg(component)
+        .args(args)
+        .envs(environment.iter().map(|(k, v)| (k, v)));
+    let (server, ()) = tokio::task::block_in_place(|| Server::start(&mut command, |_| Some(())))
+        .with_context(|| format!("starting {component} through stack/native/run.sh"))?;
+    Ok(server)
 }
 
 /// The collector and Prometheus binaries, from `stack/native/build.sh` (a no-op when its

@@ -50,7 +50,13 @@ impl TcpProxy {
                 }
             }
         });
-        Self { address, down, cuts, open, task }
+        Self {
+            address,
+            down,
+            cuts,
+            open,
+            task,
+        }
     }
 
     /// Closes every open connection and refuses new ones until [`TcpProxy::restore`];

@@ -407,24 +407,9 @@ async fn postgres_restart_mid_load_fails_fast_and_loses_no_acknowledged_todo() {
     tokio::task::block_in_place(|| postgres.start_again()).expect("Postgres starts again");
     let restarted_at = load_started.elapsed();
     // The service recovers by itself: no restart, no signal.
-    let deadline = Instant::now() + DB_RECOVERY_TIMEOUT;
-    loop {
-        let status = app
-            .client
-            .get(app.url("/ready"))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        if status == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/ready still {status} {DB_RECOVERY_TIMEOUT:?} after the restart"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    lab_tests::wait_for_http(&app.url("/ready"), true, DB_RECOVERY_TIMEOUT)
+        .await
+        .unwrap_or_else(|last| panic!("/ready not back after the restart: {last}"));
     let recovered_at = load_started.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let samples = creates.finish().await;
