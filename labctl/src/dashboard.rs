@@ -495,29 +495,18 @@ fn reference(text: &str) -> Option<(&str, Option<&str>, usize)> {
         s.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .unwrap_or(s.len())
     };
-    if let Some(inner) = text.strip_prefix("${") {
-        let close = inner.find('}')?;
-        let (name, format) = match inner[..close].split_once(':') {
-            Some((name, format)) => (name, Some(format)),
-            None => (&inner[..close], None),
-        };
-        return (word_end(name) == name.len() && !name.is_empty()).then_some((
-            name,
-            format,
-            close + 3,
-        ));
-    }
-    if let Some(inner) = text.strip_prefix("[[") {
-        let close = inner.find("]]")?;
-        let (name, format) = match inner[..close].split_once(':') {
-            Some((name, format)) => (name, Some(format)),
-            None => (&inner[..close], None),
-        };
-        return (word_end(name) == name.len() && !name.is_empty()).then_some((
-            name,
-            format,
-            close + 4,
-        ));
+    // `${...}` and `[[...]]` differ only in their brackets.
+    for (open, close) in [("${", "}"), ("[[", "]]")] {
+        if let Some(inner) = text.strip_prefix(open) {
+            let end = inner.find(close)?;
+            let (name, format) = match inner[..end].split_once(':') {
+                Some((name, format)) => (name, Some(format)),
+                None => (&inner[..end], None),
+            };
+            let used = open.len() + end + close.len();
+            return (word_end(name) == name.len() && !name.is_empty())
+                .then_some((name, format, used));
+        }
     }
     let inner = text.strip_prefix('$')?;
     let end = word_end(inner);
