@@ -46,6 +46,18 @@ async fn list(app: &TestApp, query: &str) -> Vec<Value> {
     response.json().await.unwrap()
 }
 
+/// `GET path`, its body as JSON (status unchecked: the caller asserts what it expects).
+async fn get_json(app: &TestApp, path: &str) -> Value {
+    app.client
+        .get(app.url(path))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Asserts an RFC 9457 problem document with `status` and returns it.
 async fn problem(response: Response, status: StatusCode) -> Value {
     assert_eq!(response.status(), status);
@@ -80,29 +92,13 @@ fn field_errors(problem: &Value) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn health_root_and_ready() {
     let app = spawn().await;
-    let health: Value = app
-        .client
-        .get(app.url("/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = get_json(&app, "/health").await;
     assert_eq!(
         health,
         json!({ "status": "healthy", "service": "todo-api" })
     );
 
-    let root: Value = app
-        .client
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let root = get_json(&app, "/").await;
     assert_eq!(root["name"], "todo-api");
     assert_eq!(root["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(root["docs"], "/docs");
@@ -119,15 +115,7 @@ async fn service_name_follows_otel_service_name() {
         ("OTEL_SERVICE_NAME", "todo-lab"),
     ])
     .await;
-    let health: Value = app
-        .client
-        .get(app.url("/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = get_json(&app, "/health").await;
     assert_eq!(health["service"], "todo-lab");
 }
 
@@ -159,15 +147,7 @@ async fn create_returns_201_with_location_and_the_todo() {
         "UTC timestamp: {created_at}"
     );
 
-    let fetched: Value = app
-        .client
-        .get(app.url(&location))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fetched = get_json(&app, &location).await;
     assert_eq!(fetched, todo);
 }
 
@@ -182,16 +162,8 @@ async fn trailing_slash_works_for_the_collection() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
-    let listed: Vec<Value> = app
-        .client
-        .get(app.url("/api/v1/todos/"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(listed.len(), 1);
+    let listed = get_json(&app, "/api/v1/todos/").await;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -529,15 +501,7 @@ async fn unknown_routes_are_404_and_wrong_methods_405_with_allow() {
 #[tokio::test(flavor = "multi_thread")]
 async fn openapi_document_lists_every_route_and_its_problem_responses() {
     let app = spawn().await;
-    let spec: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec = get_json(&app, "/openapi.json").await;
     let paths = spec["paths"].as_object().unwrap();
     let mut routes: Vec<String> = paths
         .iter()
