@@ -32,12 +32,7 @@ async fn create_ok(app: &TestApp, title: &str) -> Value {
 }
 
 async fn list(app: &TestApp, query: &str) -> Vec<Value> {
-    let response = app
-        .client
-        .get(app.url(&format!("/api/v1/todos{query}")))
-        .send()
-        .await
-        .unwrap();
+    let response = get(app, &format!("/api/v1/todos{query}")).await;
     assert_eq!(
         response.status(),
         StatusCode::OK,
@@ -46,16 +41,14 @@ async fn list(app: &TestApp, query: &str) -> Vec<Value> {
     response.json().await.unwrap()
 }
 
+/// `GET path`.
+async fn get(app: &TestApp, path: &str) -> Response {
+    app.client.get(app.url(path)).send().await.unwrap()
+}
+
 /// `GET path`, its body as JSON (status unchecked: the caller asserts what it expects).
 async fn get_json(app: &TestApp, path: &str) -> Value {
-    app.client
-        .get(app.url(path))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    get(app, path).await.json().await.unwrap()
 }
 
 /// Asserts an RFC 9457 problem document with `status` and returns it.
@@ -104,7 +97,7 @@ async fn health_root_and_ready() {
     assert_eq!(root["docs"], "/docs");
     assert_eq!(root["health"], "/health");
 
-    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    let ready = get(&app, "/ready").await;
     assert_eq!(ready.status(), StatusCode::OK);
 }
 
@@ -210,12 +203,7 @@ async fn out_of_range_paging_is_a_400_naming_the_parameter() {
         ("limit=abc", "limit"),
         ("completed=maybe", "completed"),
     ] {
-        let response = app
-            .client
-            .get(app.url(&format!("/api/v1/todos?{query}")))
-            .send()
-            .await
-            .unwrap();
+        let response = get(&app, &format!("/api/v1/todos?{query}")).await;
         let body = problem(response, StatusCode::BAD_REQUEST).await;
         assert_eq!(field_errors(&body), [field], "{query}: {body}");
     }
@@ -321,12 +309,7 @@ async fn delete_then_gone() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_uuid_is_a_400_naming_todo_id() {
     let app = spawn().await;
-    let response = app
-        .client
-        .get(app.url("/api/v1/todos/not-a-uuid"))
-        .send()
-        .await
-        .unwrap();
+    let response = get(&app, "/api/v1/todos/not-a-uuid").await;
     let body = problem(response, StatusCode::BAD_REQUEST).await;
     assert_eq!(field_errors(&body), ["todo_id"]);
 }
@@ -463,24 +446,8 @@ async fn chunked_post(app: &TestApp, path: &str, body: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_routes_are_404_and_wrong_methods_405_with_allow() {
     let app = spawn().await;
-    problem(
-        app.client
-            .get(app.url("/api/v1/nothing"))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    problem(
-        app.client
-            .get(app.url("/api/v1/todos/a/b"))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::NOT_FOUND,
-    )
-    .await;
+    problem(get(&app, "/api/v1/nothing").await, StatusCode::NOT_FOUND).await;
+    problem(get(&app, "/api/v1/todos/a/b").await, StatusCode::NOT_FOUND).await;
 
     let response = app
         .client
@@ -536,7 +503,7 @@ async fn openapi_document_lists_every_route_and_its_problem_responses() {
     assert!(create["400"]["content"]["application/problem+json"]["schema"].is_object());
     assert!(spec["components"]["schemas"]["Problem"].is_object());
 
-    let docs = app.client.get(app.url("/docs")).send().await.unwrap();
+    let docs = get(&app, "/docs").await;
     assert_eq!(docs.status(), StatusCode::OK);
     assert!(
         docs.text().await.unwrap().contains("swagger"),
@@ -556,11 +523,7 @@ async fn database_outage_is_a_503_problem_without_database_text_and_recovers() {
 
     proxy.cut().await;
     let started = Instant::now();
-    let ready = problem(
-        app.client.get(app.url("/ready")).send().await.unwrap(),
-        StatusCode::SERVICE_UNAVAILABLE,
-    )
-    .await;
+    let ready = problem(get(&app, "/ready").await, StatusCode::SERVICE_UNAVAILABLE).await;
     let create = problem(
         create(&app, json!({ "title": "during" })).await,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -639,15 +602,7 @@ async fn fault_switch_fails_and_slows_only_the_chosen_routes() {
     assert!(started.elapsed() >= Duration::from_millis(150));
     let body = problem(response, StatusCode::INTERNAL_SERVER_ERROR).await;
     assert_eq!(body["type"], "/problems/injected-fault");
-    assert_eq!(
-        app.client
-            .get(app.url("/health"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(get(&app, "/health").await.status(), StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread")]
