@@ -1,6 +1,14 @@
 # otel-lab: `just` lists the recipes. Start with README.md, then labs/lab-1-app.
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
+# The lab's settings - host ports and the app's telemetry environment - live in
+# stack/lab.env, the one copy. Recipes that need them `source` it. It is not loaded with
+# `set dotenv-load`, which would export the lab's OTEL_* variables into every recipe,
+# `just test` included, whose tests set their own.
+lab_env := "stack/lab.env"
+# compose reads the published ports from the same file (`${LAB_..._PORT?...}` in stack/).
+compose := "docker compose --env-file " + lab_env
+
 # List the recipes
 default:
     @just --list --unsorted
@@ -11,16 +19,17 @@ default:
 dev:
     #!/usr/bin/env bash
     set -euo pipefail
-    if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+    source {{lab_env}}
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$LAB_POSTGRES_PORT") 2>/dev/null; then
       stack/native/postgres.sh serve & pg=$!
       trap 'kill $pg 2>/dev/null; wait $pg' EXIT
-      until (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; do
+      until (exec 3<>"/dev/tcp/127.0.0.1/$LAB_POSTGRES_PORT") 2>/dev/null; do
         kill -0 $pg 2>/dev/null || { echo "could not start Postgres (see above)" >&2; exit 1; }
         sleep 0.5
       done
     fi
-    echo "Swagger UI: http://127.0.0.1:8000/docs (Ctrl-C stops)"
-    OTEL_TRACES_EXPORTER=console OTEL_LOGS_EXPORTER=console OTEL_METRICS_EXPORTER=none cargo run -p todo-api
+    echo "Swagger UI: http://127.0.0.1:$LAB_APP_PORT/docs (Ctrl-C stops)"
+    PORT=$LAB_APP_PORT OTEL_TRACES_EXPORTER=console OTEL_LOGS_EXPORTER=console OTEL_METRICS_EXPORTER=none cargo run -p todo-api
 
 # Run every test: static checks, API and telemetry tests, the native pipeline test
 test: native-build sqlx-check
@@ -47,41 +56,43 @@ bench *args: native-build
 native: native-build
     #!/usr/bin/env bash
     set -euo pipefail
+    set -a; source {{lab_env}}; set +a
     pids=()
     trap 'kill "${pids[@]}" 2>/dev/null' EXIT
-    if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$LAB_POSTGRES_PORT") 2>/dev/null; then
       stack/native/postgres.sh serve & pids+=($!)
     fi
     stack/native/run.sh stack & pids+=($!)
-    curl --silent --fail --output /dev/null --retry 60 --retry-delay 1 --retry-all-errors http://127.0.0.1:13133/
-    echo "Prometheus http://127.0.0.1:9090 | collector OTLP 127.0.0.1:14317/14318 | API http://127.0.0.1:8000/docs"
+    curl --silent --fail --output /dev/null --retry 60 --retry-delay 1 --retry-all-errors "http://127.0.0.1:$LAB_COLLECTOR_HEALTH_PORT/"
+    echo "Prometheus http://127.0.0.1:$LAB_PROMETHEUS_PORT | collector OTLP 127.0.0.1:$LAB_COLLECTOR_OTLP_GRPC_PORT/$LAB_COLLECTOR_OTLP_HTTP_PORT | API http://127.0.0.1:$LAB_APP_PORT/docs"
     echo "Next, in another terminal: just traffic && just verify --native"
-    OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:14318 OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf \
-      OTEL_METRIC_EXPORT_INTERVAL=5000 OTEL_RESOURCE_ATTRIBUTES=deployment.environment.name=lab \
-      cargo run -p todo-api
+    PORT=$LAB_APP_PORT OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$LAB_COLLECTOR_OTLP_HTTP_PORT" cargo run -p todo-api
 
 
 # Run the API on the host, telemetry to: console (lab 1), lgtm (lab 2), collector (labs 3-5)
 run target="collector":
     #!/usr/bin/env bash
     set -euo pipefail
+    # The lab's telemetry environment (protocol, metric interval, resource attributes).
+    set -a; source {{lab_env}}; set +a
     case "{{target}}" in
       console)   export OTEL_TRACES_EXPORTER=console OTEL_LOGS_EXPORTER=console OTEL_METRICS_EXPORTER=none ;;
-      lgtm)      export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 ;;
-      collector) export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:14318 ;;
+      lgtm)      export OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$LAB_LGTM_OTLP_HTTP_PORT" ;;
+      collector) export OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$LAB_COLLECTOR_OTLP_HTTP_PORT" ;;
       *) echo "target is console, lgtm or collector, not '{{target}}'" >&2; exit 2 ;;
     esac
-    export OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf OTEL_METRIC_EXPORT_INTERVAL=5000
-    export OTEL_RESOURCE_ATTRIBUTES=deployment.environment.name=lab
+    export PORT="$LAB_APP_PORT"
     exec cargo run -p todo-api
 
 # Send a bounded mix of good and bad requests (labctl traffic --help for the options)
+[positional-arguments]
 traffic *args:
-    cargo run -q -p labctl -- traffic {{args}}
+    @stack/labctl.sh traffic "$@"
 
 # Check every signal and every dashboard query (labctl verify --help for the options)
+[positional-arguments]
 verify *args:
-    cargo run -q -p labctl -- verify {{args}}
+    @stack/labctl.sh verify "$@"
 
 # ---- Lab stages (Docker) ---------------------------------------------------------------
 #
@@ -100,25 +111,27 @@ all_stages := stage5 + " --profile app"
 lab-1 app="host": (_up stage1 app)
     #!/usr/bin/env bash
     set -euo pipefail
+    source {{lab_env}}
     echo
-    echo "Lab 1 is up: Postgres on 127.0.0.1:5432 (user todouser, password todopass, database tododb)."
+    echo "Lab 1 is up: Postgres on 127.0.0.1:$LAB_POSTGRES_PORT (user todouser, password todopass, database tododb)."
     if [ "{{app}}" = host ]; then
       echo "Next: start the API in a second terminal, telemetry on the console:  just run console"
     else
       echo "The API runs in a container; its spans and logs:  just logs app"
     fi
-    echo "Then: Swagger UI http://127.0.0.1:8000/docs  |  checkpoint: just check 1  |  guide: labs/lab-1-app/README.md"
+    echo "Then: Swagger UI http://127.0.0.1:$LAB_APP_PORT/docs  |  checkpoint: just check 1  |  guide: labs/lab-1-app/README.md"
 
 # Lab 2: + grafana/otel-lgtm; the API exports straight to it (`just run lgtm`)
 lab-2 app="host": (_up stage2 app)
     #!/usr/bin/env bash
     set -euo pipefail
+    source {{lab_env}}
     echo
-    echo "Lab 2 is up: Grafana http://127.0.0.1:3000 (Explore: Tempo, Loki, Prometheus), OTLP on 127.0.0.1:4317/4318."
+    echo "Lab 2 is up: Grafana http://127.0.0.1:$LAB_GRAFANA_PORT (Explore: Tempo, Loki, Prometheus), OTLP on 127.0.0.1:$LAB_LGTM_OTLP_GRPC_PORT/$LAB_LGTM_OTLP_HTTP_PORT."
     if [ "{{app}}" = host ]; then
       echo "Next: restart the API so it exports to LGTM:  just run lgtm"
     else
-      echo "The API container now exports to LGTM: http://127.0.0.1:8000/docs"
+      echo "The API container now exports to LGTM: http://127.0.0.1:$LAB_APP_PORT/docs"
     fi
     echo "Then: send a few requests  |  checkpoint: just check 2  |  guide: labs/lab-2-lgtm/README.md"
 
@@ -126,21 +139,23 @@ lab-2 app="host": (_up stage2 app)
 lab-3 app="host": (_up stage3 app) _collector-ready
     #!/usr/bin/env bash
     set -euo pipefail
+    source {{lab_env}}
     echo
-    echo "Lab 3 is up: the collector takes OTLP on 127.0.0.1:14317/14318 (health: http://127.0.0.1:13133/) and feeds LGTM."
+    echo "Lab 3 is up: the collector takes OTLP on 127.0.0.1:$LAB_COLLECTOR_OTLP_GRPC_PORT/$LAB_COLLECTOR_OTLP_HTTP_PORT (health: http://127.0.0.1:$LAB_COLLECTOR_HEALTH_PORT/) and feeds LGTM."
     if [ "{{app}}" = host ]; then
       echo "Next: restart the API so it exports to the collector:  just run collector"
     else
       echo "The API container now exports to the collector."
     fi
-    echo "Then: just traffic --duration 30s  |  Grafana http://127.0.0.1:3000  |  checkpoint: just check 3  |  guide: labs/lab-3-collector/README.md"
+    echo "Then: just traffic --duration 30s  |  Grafana http://127.0.0.1:$LAB_GRAFANA_PORT  |  checkpoint: just check 3  |  guide: labs/lab-3-collector/README.md"
 
 # Lab 4: + the "Todo API Overview" dashboard in Grafana
 lab-4 app="host": (_up stage4 app) _collector-ready
     #!/usr/bin/env bash
     set -euo pipefail
+    source {{lab_env}}
     echo
-    echo "Lab 4 is up: dashboard http://127.0.0.1:3000/d/todo-api-overview"
+    echo "Lab 4 is up: dashboard http://127.0.0.1:$LAB_GRAFANA_PORT/d/todo-api-overview"
     if [ "{{app}}" = host ]; then
       echo "The API keeps exporting to the collector (just run collector)."
     fi
@@ -150,8 +165,9 @@ lab-4 app="host": (_up stage4 app) _collector-ready
 lab-5 app="host": (_up stage5 app) _collector-ready
     #!/usr/bin/env bash
     set -euo pipefail
+    source {{lab_env}}
     echo
-    echo "Lab 5 is up: dashboard http://127.0.0.1:3000/d/todo-api-overview"
+    echo "Lab 5 is up: dashboard http://127.0.0.1:$LAB_GRAFANA_PORT/d/todo-api-overview"
     if [ "{{app}}" = host ]; then
       echo "Next: restart the API with the fault switch on:"
       echo "  LAB_FAULT_ERROR_RATE=0.1 LAB_FAULT_LATENCY_MS=200 LAB_FAULT_ROUTES='/api/v1/todos/{todo_id}' just run collector"
@@ -162,23 +178,24 @@ lab-5 app="host": (_up stage5 app) _collector-ready
 
 # Stop the lab's containers; data volumes are kept
 down:
-    docker compose {{all_stages}} down --remove-orphans
+    {{compose}} {{all_stages}} down --remove-orphans
 
 # Stop the lab and delete its data: Postgres rows, traces, logs, metrics
 reset:
-    docker compose {{all_stages}} down --remove-orphans --volumes
+    {{compose}} {{all_stages}} down --remove-orphans --volumes
 
 # Follow the containers' logs: all of them, or some (`just logs collector`)
 logs *services:
-    docker compose {{all_stages}} logs --follow --tail 100 {{services}}
+    {{compose}} {{all_stages}} logs --follow --tail 100 {{services}}
 
 # Which lab containers exist, and are they healthy?
 status:
-    docker compose {{all_stages}} ps --all
+    {{compose}} {{all_stages}} ps --all
 
 # The checkpoint of lab N (1-5): a PASS/FAIL table with a fix for each failure
+[positional-arguments]
 check n *args:
-    cargo run -q -p labctl -- check {{n}} {{args}}
+    @stack/labctl.sh check "$@"
 
 # Bring the stack to a stage. `app`: `host` (you run the API with `just run ...`) or
 # `container` (compose builds and runs it, profile `app`).
@@ -186,24 +203,31 @@ _up files app:
     #!/usr/bin/env bash
     set -euo pipefail
     case "{{app}}" in
-      host)
-        # A container copy of the API left by an earlier `container` run would hold
-        # port 8000 and still export to its old destination: remove it.
-        docker compose {{all_stages}} rm --stop --force app >/dev/null
-        docker compose {{files}} up --detach --wait --wait-timeout 300 --remove-orphans
-        ;;
-      container)
-        docker compose {{files}} --profile app up --detach --wait --wait-timeout 300 --remove-orphans
-        ;;
+      host) profile="" ;;
+      container) profile="--profile app" ;;
       *)
         echo "app is where the API runs: host (the default) or container, not '{{app}}'" >&2
         exit 2
         ;;
     esac
+    # Docker new enough for the files (Engine 25+, Compose 2.24.1+), then the stage's
+    # host ports free - each check names what is wrong instead of failing inside `up`.
+    stack/check-docker.sh
+    if [ "{{app}}" = host ]; then
+      # A container copy of the API left by an earlier `container` run would hold the
+      # app's port and still export to its old destination: remove it.
+      {{compose}} {{all_stages}} rm --stop --force app >/dev/null
+    fi
+    stack/check-ports.sh $profile {{files}}
+    {{compose}} {{files}} $profile up --detach --wait --wait-timeout 300 --remove-orphans
 
 # The collector's container healthcheck can only validate its config (the image has no
 # shell or curl); whether its pipelines run is asked here, from the host.
 _collector-ready:
-    @curl --silent --fail --output /dev/null --retry 30 --retry-delay 1 --retry-all-errors http://127.0.0.1:13133/ \
-      || { echo "the collector's health endpoint (127.0.0.1:13133) did not answer; see: just logs collector" >&2; exit 1; }
+    #!/usr/bin/env bash
+    set -euo pipefail
+    source {{lab_env}}
+    url="http://127.0.0.1:$LAB_COLLECTOR_HEALTH_PORT/"
+    curl --silent --fail --output /dev/null --retry 30 --retry-delay 1 --retry-all-errors "$url" \
+      || { echo "the collector's health endpoint ($url) did not answer; see: just logs collector" >&2; exit 1; }
 

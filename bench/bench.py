@@ -23,6 +23,21 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def lab_env():
+    """stack/lab.env, the lab's settings (plain KEY=VALUE lines), shared with the justfile,
+    compose, labctl and the tests: the bench runs the app with the lab's telemetry settings."""
+    settings = {}
+    for line in (ROOT / "stack" / "lab.env").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            settings[key] = value
+    return settings
+
+
+LAB = lab_env()
 WRK_SCRIPTS = ROOT / "bench" / "wrk"
 SEED_ROWS = 1000
 # The seeded ids are `00000000-0000-4000-8000-000000000NNN`, so wrk and pgbench can pick
@@ -150,7 +165,7 @@ class App:
             env.update(
                 OTEL_EXPORTER_OTLP_ENDPOINT=f"http://{collector[protocol]}",
                 OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
-                OTEL_METRIC_EXPORT_INTERVAL="5000",
+                OTEL_METRIC_EXPORT_INTERVAL=LAB["OTEL_METRIC_EXPORT_INTERVAL"],
                 OTEL_TRACES_SAMPLER="always_on",
             )
         else:
@@ -300,8 +315,8 @@ def main():
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="wrk and pgbench threads")
     parser.add_argument(
-        "--protocol", choices=["http/protobuf", "grpc"], default="http/protobuf",
-        help="OTLP protocol to the collector (the lab uses http/protobuf)",
+        "--protocol", choices=["http/protobuf", "grpc"], default=LAB["OTEL_EXPORTER_OTLP_PROTOCOL"],
+        help="OTLP protocol to the collector (default: the lab's, from stack/lab.env)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
     parser.add_argument("--only", help="run only the workloads whose name contains this text (e.g. 'by id')")

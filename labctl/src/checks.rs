@@ -7,6 +7,7 @@ use reqwest::Client;
 use tokio::time::Instant;
 
 use crate::http::{self, ApiError};
+use crate::lab;
 use crate::probe::{self, Outcome, Report};
 use crate::verify::{self, Backends, Signal, VerifyConfig};
 
@@ -89,7 +90,10 @@ async fn attempt(
 ) -> Outcome {
     match checkpoint {
         Checkpoint::AppHealth => {
-            let fix = "start Postgres and the service: `just lab-1` (or `cargo run -p todo-api` with Postgres on 127.0.0.1:5432)";
+            let fix = format!(
+                "start Postgres and the service: `just lab-1` (or `cargo run -p todo-api` with Postgres on 127.0.0.1:{})",
+                lab::port(lab::POSTGRES_PORT)
+            );
             match fetch(client, &config.app_url, "/health").await {
                 Ok(json) if json["status"] == "healthy" => Outcome::Pass(format!(
                     "healthy ({})",
@@ -114,14 +118,20 @@ async fn attempt(
             )),
             Err(error) => Outcome::waiting(
                 format!("{}: {error}", config.grafana_url),
-                "start LGTM: `just lab-2`; Grafana answers on 127.0.0.1:3000 once the lgtm container is healthy (`just status`)",
+                format!(
+                    "start LGTM: `just lab-2`; Grafana answers on 127.0.0.1:{} once the lgtm container is healthy (`just status`)",
+                    lab::port(lab::GRAFANA_PORT)
+                ),
             ),
         },
         Checkpoint::Collector => match fetch(client, &config.collector_health_url, "/").await {
             Ok(json) => Outcome::Pass(json["status"].as_str().unwrap_or("healthy").to_owned()),
             Err(error) => Outcome::waiting(
                 format!("{}: {error}", config.collector_health_url),
-                "start the lab collector: `just lab-3`; its health_check extension listens on 127.0.0.1:13133",
+                format!(
+                    "start the lab collector: `just lab-3`; its health_check extension listens on 127.0.0.1:{}",
+                    lab::port(lab::COLLECTOR_HEALTH_PORT)
+                ),
             ),
         },
         Checkpoint::Dashboard => {

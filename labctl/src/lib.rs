@@ -7,6 +7,7 @@ pub mod checks;
 pub mod dashboard;
 pub mod duration;
 pub mod http;
+pub mod lab;
 pub mod loki;
 pub mod plan;
 pub mod probe;

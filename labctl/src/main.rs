@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use labctl::checks::{self, CheckpointConfig};
 use labctl::dashboard::DEFAULT_SCRAPE_INTERVAL;
 use labctl::duration;
+use labctl::lab;
 use labctl::traffic::{self, TrafficConfig};
 use labctl::verify::{self, VerifyConfig};
 use reqwest::Url;
@@ -34,7 +35,7 @@ enum Command {
 #[derive(Args)]
 struct TrafficArgs {
     /// The service's base URL; only this machine's addresses are accepted.
-    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    #[arg(long, default_value_t = Url::parse(&lab::local_url(lab::APP_PORT)).expect("a URL"))]
     base_url: Url,
     /// Stop after this long (at most 10m) [default: 60s when --requests is not given].
     #[arg(long, value_parser = duration::parse)]
@@ -62,16 +63,16 @@ struct TrafficArgs {
 #[derive(Args)]
 struct VerifyArgs {
     /// Prometheus HTTP API (PromQL).
-    #[arg(long, default_value = "http://127.0.0.1:9090")]
+    #[arg(long, default_value_t = lab::local_url(lab::PROMETHEUS_PORT))]
     prometheus_url: String,
     /// Tempo HTTP API (TraceQL search).
-    #[arg(long, default_value = "http://127.0.0.1:3200")]
+    #[arg(long, default_value_t = lab::local_url(lab::TEMPO_PORT))]
     tempo_url: String,
     /// Loki HTTP API (LogQL).
-    #[arg(long, default_value = "http://127.0.0.1:3100")]
+    #[arg(long, default_value_t = lab::local_url(lab::LOKI_PORT))]
     loki_url: String,
     /// service.name of the app (also bound to a dashboard variable named `service`).
-    #[arg(long, default_value = "todo-api")]
+    #[arg(long, default_value_t = lab::value(lab::SERVICE_NAME).to_owned())]
     service: String,
     /// The dashboard whose every query must return data.
     #[arg(long, default_value = "dashboards/todo-api-overview.json")]
@@ -106,13 +107,13 @@ struct CheckArgs {
     #[arg(value_parser = clap::value_parser!(u8).range(1..=5))]
     step: u8,
     /// The service's base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    #[arg(long, default_value_t = lab::local_url(lab::APP_PORT))]
     base_url: String,
     /// Grafana (health and the provisioned dashboard).
-    #[arg(long, default_value = "http://127.0.0.1:3000")]
+    #[arg(long, default_value_t = lab::local_url(lab::GRAFANA_PORT))]
     grafana_url: String,
     /// The lab collector's health_check extension.
-    #[arg(long, default_value = "http://127.0.0.1:13133")]
+    #[arg(long, default_value_t = lab::local_url(lab::COLLECTOR_HEALTH_PORT))]
     collector_health_url: String,
     /// uid of the dashboard Grafana must have provisioned.
     #[arg(long, default_value = "todo-api-overview")]

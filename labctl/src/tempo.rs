@@ -1,10 +1,20 @@
 //! Tempo's search API (`GET /api/search` with a TraceQL `q`), read in the format documented
 //! in Tempo's `docs/sources/tempo/api_docs/_index.md` ("Search").
 
+use std::time::Duration;
+
 use reqwest::Client;
 use serde::Deserialize;
 
 use crate::http::{self, ApiError};
+
+/// Tempo 3 ends every search this long before now: the query frontend clamps a request's
+/// `end` to `now - query_end_cutoff` (modules/frontend/config.go and
+/// pkg/api/http.go `ClampDateRangeReq` at Tempo v3.0.3, the version in the pinned
+/// grafana/otel-lgtm 0.31.0, whose tempo-config.yaml keeps the 30 s default). A trace is
+/// therefore found no sooner than this after it ended - in labctl's waits and in
+/// Grafana's Tempo panels alike (the dashboard shifts them by it; a test holds that).
+pub const QUERY_END_CUTOFF: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -76,7 +76,8 @@ impl TrafficConfig {
         ensure!(
             loopback,
             "--base-url must point at this machine (localhost, 127.0.0.0/8 or [::1]); \
-             the lab publishes the service on 127.0.0.1:8000"
+             the lab publishes the service on 127.0.0.1:{}",
+            crate::lab::port(crate::lab::APP_PORT)
         );
         Ok(())
     }

@@ -2,7 +2,7 @@
 # Postgres without Docker, from the distribution's server binaries (Debian's
 # `postgresql` package or Nix's postgresql_16).
 #
-#   postgres.sh serve         the lab's database on 127.0.0.1:5432 (todouser/todopass,
+#   postgres.sh serve         the lab's database on 127.0.0.1:$LAB_POSTGRES_PORT (todouser/todopass,
 #                             database tododb), data kept under the cache directory
 #                             (/var/tmp/otel-lab-postgres for root); runs until Ctrl-C
 #   postgres.sh run CMD...    a throwaway cluster on a free port: CMD runs with
@@ -53,7 +53,9 @@ stop_cluster() { # data dir
 
 case "${1:-}" in
   serve)
-    port="${PGPORT_LAB:-5432}"
+    # shellcheck disable=SC1091 # stack/lab.env: KEY=VALUE lines, nothing to follow
+    source "$(dirname "${BASH_SOURCE[0]}")/../lab.env"
+    port="${PGPORT_LAB:-$LAB_POSTGRES_PORT}"
     # root's home is closed to the postgres user that the server runs as.
     home="$cache/postgres"
     if [[ "$(id -u)" == 0 ]]; then home=/var/tmp/otel-lab-postgres; fi

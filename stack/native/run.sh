@@ -9,13 +9,14 @@
 # This script is the one place for the native command lines; the test kit starts
 # the components through it with its own ports. Environment (defaults in brackets):
 #   OTELCOL_BIN, PROMETHEUS_BIN      binaries [whatever build.sh prints]
-#   PROMETHEUS_LISTEN                [127.0.0.1:9090]
+#   PROMETHEUS_LISTEN                [127.0.0.1:$LAB_PROMETHEUS_PORT]
 #   PROMETHEUS_DATA_DIR              TSDB directory (required by `prometheus`)
-#   SINK_OTLP_HTTP_ENDPOINT          [127.0.0.1:4318, where LGTM's intake is in compose]
+#   SINK_OTLP_HTTP_ENDPOINT          [127.0.0.1:$LAB_LGTM_OTLP_HTTP_PORT, where LGTM's intake is in compose]
 #   SINK_FILE_PATH                   JSON-lines output (required by `sink`)
-#   COLLECTOR_OTLP_GRPC_ENDPOINT     [127.0.0.1:14317]
-#   COLLECTOR_OTLP_HTTP_ENDPOINT     [127.0.0.1:14318]
-#   COLLECTOR_HEALTH_CHECK_ENDPOINT  [127.0.0.1:13133]
+#   COLLECTOR_OTLP_GRPC_ENDPOINT     [127.0.0.1:$LAB_COLLECTOR_OTLP_GRPC_PORT]
+#   COLLECTOR_OTLP_HTTP_ENDPOINT     [127.0.0.1:$LAB_COLLECTOR_OTLP_HTTP_PORT]
+#   COLLECTOR_HEALTH_CHECK_ENDPOINT  [127.0.0.1:$LAB_COLLECTOR_HEALTH_PORT]
+#   (the LAB_* ports come from stack/lab.env)
 #   COLLECTOR_EXPORT_ENDPOINT        traces + logs [http://$SINK_OTLP_HTTP_ENDPOINT]
 #   COLLECTOR_EXPORT_METRICS_ENDPOINT
 #                                    [http://$PROMETHEUS_LISTEN/api/v1/otlp/v1/metrics]
@@ -24,12 +25,15 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 collector_config="$here/../collector/config.yaml"
 
-# The native stack lives on loopback only; these mirror the compose host ports.
-export PROMETHEUS_LISTEN="${PROMETHEUS_LISTEN:-127.0.0.1:9090}"
-export SINK_OTLP_HTTP_ENDPOINT="${SINK_OTLP_HTTP_ENDPOINT:-127.0.0.1:4318}"
-export COLLECTOR_OTLP_GRPC_ENDPOINT="${COLLECTOR_OTLP_GRPC_ENDPOINT:-127.0.0.1:14317}"
-export COLLECTOR_OTLP_HTTP_ENDPOINT="${COLLECTOR_OTLP_HTTP_ENDPOINT:-127.0.0.1:14318}"
-export COLLECTOR_HEALTH_CHECK_ENDPOINT="${COLLECTOR_HEALTH_CHECK_ENDPOINT:-127.0.0.1:13133}"
+# The native stack lives on loopback only, on the host ports of the compose stack
+# (stack/lab.env has them).
+# shellcheck disable=SC1091 # stack/lab.env: KEY=VALUE lines, nothing to follow
+source "$here/../lab.env"
+export PROMETHEUS_LISTEN="${PROMETHEUS_LISTEN:-127.0.0.1:$LAB_PROMETHEUS_PORT}"
+export SINK_OTLP_HTTP_ENDPOINT="${SINK_OTLP_HTTP_ENDPOINT:-127.0.0.1:$LAB_LGTM_OTLP_HTTP_PORT}"
+export COLLECTOR_OTLP_GRPC_ENDPOINT="${COLLECTOR_OTLP_GRPC_ENDPOINT:-127.0.0.1:$LAB_COLLECTOR_OTLP_GRPC_PORT}"
+export COLLECTOR_OTLP_HTTP_ENDPOINT="${COLLECTOR_OTLP_HTTP_ENDPOINT:-127.0.0.1:$LAB_COLLECTOR_OTLP_HTTP_PORT}"
+export COLLECTOR_HEALTH_CHECK_ENDPOINT="${COLLECTOR_HEALTH_CHECK_ENDPOINT:-127.0.0.1:$LAB_COLLECTOR_HEALTH_PORT}"
 export COLLECTOR_EXPORT_ENDPOINT="${COLLECTOR_EXPORT_ENDPOINT:-http://$SINK_OTLP_HTTP_ENDPOINT}"
 export COLLECTOR_EXPORT_METRICS_ENDPOINT="${COLLECTOR_EXPORT_METRICS_ENDPOINT:-http://$PROMETHEUS_LISTEN/api/v1/otlp/v1/metrics}"
 
