@@ -21,7 +21,8 @@ if ! command -v docker >/dev/null; then
   exit 2
 fi
 image=otel-lab/labctl:local
-echo "labctl: no cargo here, so it runs from the $image image (the first build takes a few minutes)" >&2
+if [[ "${LABCTL_IN_CONTAINER:-0}" == 1 ]]; then reason="LABCTL_IN_CONTAINER=1"; else reason="no cargo here"; fi
+echo "labctl: $reason, so it runs from the $image image (the first build takes a few minutes)" >&2
 # An unchanged tree is a quick no-op for the build cache. The image carries this
 # checkout's dashboards/, so `verify` reads the dashboard as it is now; files that
 # labctl writes (`traffic --json`) stay inside the container.

@@ -8,6 +8,7 @@ use labctl::checks::{self, CheckpointConfig};
 use labctl::dashboard::DEFAULT_SCRAPE_INTERVAL;
 use labctl::duration;
 use labctl::lab;
+use labctl::tempo::QUERY_END_CUTOFF;
 use labctl::traffic::{self, TrafficConfig};
 use labctl::verify::{self, VerifyConfig};
 use reqwest::Url;
@@ -77,7 +78,7 @@ struct VerifyArgs {
     /// The dashboard whose every query must return data.
     #[arg(long, default_value = "dashboards/todo-api-overview.json")]
     dashboard: PathBuf,
-    /// How long to wait for data to appear.
+    /// How long to wait for data to appear (keep it above Tempo's 30 s search cutoff).
     #[arg(long, default_value = "60s", value_parser = duration::parse)]
     timeout: Duration,
     /// Do not query Tempo (a SKIP row says so).
@@ -124,9 +125,21 @@ struct CheckArgs {
 
 impl VerifyArgs {
     fn config(self) -> VerifyConfig {
+        let tempo = !(self.skip_tempo || self.native);
+        if tempo && self.timeout < QUERY_END_CUTOFF && !self.quiet {
+            // Tempo ends every search QUERY_END_CUTOFF before now: a shorter wait cannot
+            // see traces sent just before the run, however healthy the pipeline.
+            eprintln!(
+                "labctl: note: --timeout {} is shorter than Tempo's search cutoff ({}): traces sent in the \
+                 last {} are not found before it runs out",
+                duration::format(self.timeout),
+                duration::format(QUERY_END_CUTOFF),
+                duration::format(QUERY_END_CUTOFF)
+            );
+        }
         VerifyConfig {
             prometheus_url: self.prometheus_url,
-            tempo_url: (!(self.skip_tempo || self.native)).then_some(self.tempo_url),
+            tempo_url: tempo.then_some(self.tempo_url),
             loki_url: (!(self.skip_loki || self.native)).then_some(self.loki_url),
             service: self.service,
             dashboard: self.dashboard,

@@ -158,7 +158,7 @@ fn flowchart_nodes(code: &str) -> Result<BTreeMap<String, String>, String> {
         }
     }
     let mut nodes: BTreeMap<String, String> = BTreeMap::new();
-    let mut add = |text: &str, nodes: &mut BTreeMap<String, String>| -> Result<(), String> {
+    let add = |text: &str, nodes: &mut BTreeMap<String, String>| -> Result<(), String> {
         let found = NODE
             .captures(text.trim())
             .ok_or_else(|| format!("cannot read the node `{}`", text.trim()))?;
