@@ -14,10 +14,11 @@ use crate::dashboard::{
 };
 use crate::duration;
 use crate::http::{self, ApiError};
+use crate::lab;
 use crate::loki::Loki;
 use crate::probe::{self, Outcome, Report, Row};
 use crate::prom::Prometheus;
-use crate::tempo::Tempo;
+use crate::tempo::{self, Tempo};
 
 pub const SKIP_REASON: &str = "not available here (Tempo/Loki are container-only)";
 
@@ -412,8 +413,13 @@ async fn panel(
                 .await
             {
                 Ok(traces) if traces.is_empty() => Outcome::waiting(
-                    format!("no traces in the last {window}: {}", shorten(&text)),
-                    "send traffic first; check the TraceQL attribute names (resource.service.name)",
+                    format!(
+                        "no traces in the last {window} (Tempo searches end {} before now): {}",
+                        duration::format(tempo::QUERY_END_CUTOFF),
+                        shorten(&text)
+                    ),
+                    "send traffic first, then allow Tempo's query_end_cutoff to pass; check the TraceQL \
+                     attribute names (resource.service.name)",
                 ),
                 Ok(traces) => Outcome::Pass(format!("{} traces", traces.len())),
                 Err(ApiError::Rejected { message, .. }) => Outcome::fail(
@@ -468,8 +474,11 @@ async fn explain_missing_span_metrics(
             format!(
                 "only Tempo's own traces_spanmetrics_* series exist for {service}, not the collector's"
             ),
-            "the app exports straight to LGTM, bypassing the collector: point OTEL_EXPORTER_OTLP_ENDPOINT \
-             at the lab collector (http://127.0.0.1:14317, lab 3)",
+            format!(
+                "the app exports straight to LGTM, bypassing the collector: point OTEL_EXPORTER_OTLP_ENDPOINT \
+                 at the lab collector ({}, lab 3: `just run collector`)",
+                lab::collector_endpoint()
+            ),
         );
     }
     let other_services = format!(
@@ -497,9 +506,12 @@ async fn explain_missing_span_metrics(
         format!(
             "no traces_span_metrics_calls_total series for service_name=\"{service}\" in the last {window_text}"
         ),
-        "is the collector in the path (app OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:14317)? was traffic \
-         sent (labctl traffic)? has the spanmetrics connector flushed (metrics_flush_interval, 5s in the lab)? \
-         does the collector's metrics pipeline export to Prometheus?",
+        format!(
+            "is the collector in the path (app OTEL_EXPORTER_OTLP_ENDPOINT={})? was traffic \
+             sent (labctl traffic)? has the spanmetrics connector flushed (metrics_flush_interval, 5s in the lab)? \
+             does the collector's metrics pipeline export to Prometheus?",
+            lab::collector_endpoint()
+        ),
     )
 }
 
@@ -593,8 +605,10 @@ async fn traces(tempo: Option<&Tempo>, service: &str, window: Duration) -> Outco
     {
         Ok(traces) if traces.is_empty() => Outcome::waiting(
             format!(
-                "no trace with resource.service.name=\"{service}\" in the last {}",
-                duration::format(window)
+                "no trace with resource.service.name=\"{service}\" in the last {} (Tempo searches end {} \
+                 before now, so the newest traces show up that much later)",
+                duration::format(window),
+                duration::format(tempo::QUERY_END_CUTOFF)
             ),
             "is OTEL_TRACES_EXPORTER=otlp (not none/console)? does the collector's traces pipeline export to \
              LGTM? is the sampler off (OTEL_TRACES_SAMPLER)? was traffic sent?",

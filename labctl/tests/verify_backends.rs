@@ -296,7 +296,20 @@ async fn missing_span_metrics_are_explained_by_what_prometheus_does_have() {
                 reason.contains("only Tempo's own traces_spanmetrics_*"),
                 "{reason}"
             );
-            assert!(fix.contains("http://127.0.0.1:14317"), "{fix}");
+            // The lab exports over its own protocol (stack/lab.env): the hint names the
+            // collector endpoint of that protocol, not the other one.
+            let endpoint = labctl::lab::collector_endpoint();
+            assert!(fix.contains(&endpoint), "{fix}");
+            let settings = labctl::lab::settings();
+            let other = match settings.get(labctl::lab::OTLP_PROTOCOL) {
+                Some("grpc") => labctl::lab::COLLECTOR_OTLP_HTTP_PORT,
+                _ => labctl::lab::COLLECTOR_OTLP_GRPC_PORT,
+            };
+            let other = format!(":{}", settings.get(other).unwrap());
+            assert!(
+                !fix.contains(&other),
+                "{fix} names the port of the other protocol"
+            );
         }
         other => panic!("{other:?}"),
     }

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lab_tests::{app::TestApp, native::NativeStack};
 use labctl::dashboard::{self, Backend, DEFAULT_SCRAPE_INTERVAL, Dashboard, VariableKind};
+use labctl::lab;
 use labctl::plan::{Body, Plan, ROUTE_TODO, ROUTE_TODOS};
 use labctl::prom::{Prometheus, QueryData};
 use labctl::summary::Summary;
@@ -96,8 +97,8 @@ async fn telemetry_pipeline_shows_what_was_sent() {
     let app = TestApp::spawn_with(&[
         ("OTEL_SERVICE_NAME", SERVICE),
         (
-            "OTEL_RESOURCE_ATTRIBUTES",
-            "deployment.environment.name=lab",
+            lab::RESOURCE_ATTRIBUTES,
+            lab::value(lab::RESOURCE_ATTRIBUTES),
         ),
         ("OTEL_TRACES_EXPORTER", "otlp"),
         ("OTEL_LOGS_EXPORTER", "otlp"),
@@ -228,9 +229,14 @@ async fn telemetry_pipeline_shows_what_was_sent() {
         "traces_span_metrics_calls_total",
         "http_server_request_duration_seconds_count",
     ] {
-        let expr = format!(
-            r#"count({metric}{{service_name="{SERVICE}", deployment_environment_name="lab"}})"#
-        );
+        // The lab's resource attributes (stack/lab.env) as Prometheus labels: dots become
+        // underscores.
+        let labels: String = lab::value(lab::RESOURCE_ATTRIBUTES)
+            .split(',')
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(key, value)| format!(r#", {}="{value}""#, key.replace('.', "_")))
+            .collect();
+        let expr = format!(r#"count({metric}{{service_name="{SERVICE}"{labels}}})"#);
         let found = scalar(&prometheus, &expr, at).await.unwrap_or(0.0);
         findings.check(found > 0.0, format!("no `{metric}` series with service_name and deployment_environment_name: `{expr}` returned {found}"));
     }
