@@ -67,6 +67,8 @@
             docker-compose
             curl
             jq
+            # stack/check-ports.sh names the program holding a busy port with lsof
+            lsof
             # stack/native/build.sh serialises builds with flock (macOS has none of its own)
             flock
             # `just bench`: the load generator it drives (pgbench comes with postgresql_16)
