@@ -187,13 +187,13 @@ fn copies(file: &str, text: &str, settings: &LabEnv) -> Vec<String> {
             }
         }
         for (key, value) in settings.otel() {
-            if let Some(at_key) = line.find(key) {
-                if line[at_key + key.len()..].contains(value) {
-                    found.push(format!(
-                        "{at}: {key} with the value {value} copies {}",
-                        lab::PATH
-                    ));
-                }
+            if let Some(at_key) = line.find(key)
+                && line[at_key + key.len()..].contains(value)
+            {
+                found.push(format!(
+                    "{at}: {key} with the value {value} copies {}",
+                    lab::PATH
+                ));
             }
         }
     }
