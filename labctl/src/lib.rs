@@ -4,6 +4,7 @@
 //! run in [`traffic`], the verification in [`verify`].
 
 pub mod checks;
+pub mod clock;
 pub mod dashboard;
 pub mod duration;
 pub mod http;
@@ -14,5 +15,6 @@ pub mod probe;
 pub mod prom;
 pub mod summary;
 pub mod tempo;
+pub mod text;
 pub mod traffic;
 pub mod verify;

@@ -7,6 +7,9 @@ use std::{
     sync::OnceLock,
 };
 
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+
 use crate::{postgres::Cluster, process::Server};
 
 pub struct TestApp {
@@ -62,6 +65,79 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
+    /// The path of one todo, `/api/v1/todos/{id}`, its id read from the todo's JSON.
+    pub fn todo_path(todo: &Value) -> String {
+        format!(
+            "/api/v1/todos/{}",
+            todo["id"].as_str().expect("a todo has an id")
+        )
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    /// `GET path`, its body as JSON (status unchecked: the caller asserts what it
+    /// expects).
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get(path).await.json().await.expect("a JSON body")
+    }
+
+    /// `POST /api/v1/todos` with `body`.
+    pub async fn create(&self, body: Value) -> Response {
+        self.client
+            .post(self.url("/api/v1/todos"))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /api/v1/todos")
+    }
+
+    /// `POST path` with `body` as it is, declared as `content_type`.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Response {
+        self.client
+            .post(self.url(path))
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    /// Creates a todo titled `title`, asserting the 201, and returns it.
+    pub async fn create_ok(&self, title: &str) -> Value {
+        let response = self.create(json!({ "title": title })).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.expect("todo JSON")
+    }
+
+    /// `PUT path` with `body`.
+    pub async fn update(&self, path: &str, body: Value) -> Response {
+        self.client
+            .put(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("PUT")
+    }
+
+    /// `GET /api/v1/todos{query}`, asserting the 200.
+    pub async fn list(&self, query: &str) -> Vec<Value> {
+        let response = self.get(&format!("/api/v1/todos{query}")).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "GET /api/v1/todos{query}"
+        );
+        response.json().await.expect("a JSON list")
+    }
+
     /// What the service printed so far (console logs and exporter messages).
     pub fn output(&self) -> String {
         self.server.output()
@@ -89,16 +165,5 @@ pub fn use_binary(path: &str) {
 /// The `todo-api` binary: the one given to [`use_binary`], else the workspace's debug
 /// build (`cargo test --workspace` builds it before running any test).
 pub fn binary() -> &'static Path {
-    BINARY.get_or_init(|| {
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| crate::workspace_root().join("target"));
-        let path = target.join("debug").join("todo-api");
-        assert!(
-            path.exists(),
-            "{} is missing: run `cargo build -p todo-api` first",
-            path.display()
-        );
-        path
-    })
+    BINARY.get_or_init(|| crate::binaries::debug_binary("todo-api"))
 }

@@ -10,14 +10,18 @@
 //! - [`proxy`]: a TCP proxy a test can cut, to take a dependency away;
 //! - [`restartable_postgres`]: a cluster of one test's own, to stop and start again;
 //! - [`lab_collector`]: the lab collector alone, to kill and start again;
-//! - [`load`]: bounded concurrent load, latency percentiles, a process's resident memory.
+//! - [`load`]: bounded concurrent load, latency percentiles, a process's resident memory;
+//! - [`binaries`]: the workspace's binaries in cargo's target directory;
+//! - [`problem`]: the assertions on the service's problem+json answers.
 
 pub mod app;
+pub mod binaries;
 pub mod lab_collector;
 pub mod load;
 pub mod native;
 pub mod otlp;
 pub mod postgres;
+pub mod problem;
 pub mod process;
 pub mod proxy;
 pub mod restartable_postgres;
@@ -30,6 +34,13 @@ pub fn workspace_root() -> PathBuf {
         .parent()
         .expect("tests/ has a parent")
         .to_owned()
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// Polls `url` until it answers - with a 2xx when `success` is set - or `timeout` has
