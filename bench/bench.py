@@ -256,7 +256,7 @@ def report(results, workloads, ceiling, throttled, args):
         f"{os.cpu_count()} cores, everything on one machine (service, Postgres, collector, load generator).",
         f"wrk {args.connections} connections / {args.threads} threads, {args.duration}s per run after {args.warmup}s of warm-up,"
         f" median of {args.runs} runs per row, telemetry on/off interleaved. Telemetry on = traces, metrics and logs"
-        " over OTLP ({args.protocol}) to the native lab collector, 100% sampling.",
+        f" over OTLP ({args.protocol}) to the native lab collector, 100% sampling.",
         "",
         "CPU columns are microseconds of CPU per request; \"backends\" are the native Prometheus and the"
         " trace/log sink standing in for otel-lgtm.",

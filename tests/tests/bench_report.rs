@@ -1,0 +1,72 @@
+//! bench/bench.py writes bench/results.md from Python f-strings: a piece of a message
+//! that names a value but lacks the `f` prefix prints the placeholder itself, as
+//! `({args.protocol})` once did.
+
+use std::process::Command;
+
+use lab_tests::workspace_root;
+
+/// Python's own parser lists the string pieces of `file` that hold a `{name}`
+/// placeholder as text: plain literals, and the literal parts of f-strings (Python joins
+/// adjacent literals, so a piece without its `f` ends up as text inside the f-string
+/// before it). `None` when python3 is missing.
+fn placeholders_outside_f_strings(file: &str) -> Option<Vec<String>> {
+    const SCRIPT: &str = r#"
+import ast, re, sys
+tree = ast.parse(open(sys.argv[1]).read())
+for node in ast.walk(tree):
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        if re.search(r"\{[A-Za-z_][A-Za-z0-9_.]*(\[[^\]]*\])?(![rsa])?(:[^{}]*)?\}", node.value):
+            print(f"line {node.lineno}: {node.value!r}")
+"#;
+    let output = Command::new("python3")
+        .args(["-c", SCRIPT, file])
+        .output()
+        .ok()?;
+    assert!(
+        output.status.success(),
+        "python3 could not read {file}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+#[test]
+fn bench_report_strings_with_placeholders_are_f_strings() {
+    let bench = workspace_root().join("bench/bench.py");
+    let found = placeholders_outside_f_strings(bench.to_str().unwrap())
+        .expect("python3 runs (the bench needs it too)");
+    assert!(
+        found.is_empty(),
+        "bench.py has string pieces with a {{placeholder}} but no f prefix:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_placeholder_check_finds_a_missing_f_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("report.py");
+    std::fs::write(
+        &file,
+        "x = (f\"{a} and \"\n     \" over ({args.protocol})\")\ny = f\"{ok}\"\nz = \"{{}}\".format(1)\n",
+    )
+    .unwrap();
+    let found = placeholders_outside_f_strings(file.to_str().unwrap()).expect("python3 runs");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("{args.protocol}"), "{found:?}");
+}
+
+#[test]
+fn bench_results_hold_no_placeholder() {
+    let results = std::fs::read_to_string(workspace_root().join("bench/results.md")).unwrap();
+    assert!(
+        !results.contains("{args."),
+        "bench/results.md holds an unformatted placeholder"
+    );
+}
