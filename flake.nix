@@ -71,6 +71,8 @@
             lsof
             # stack/native/build.sh serialises builds with flock (macOS has none of its own)
             flock
+            # `just lint`: shellcheck on the scripts
+            shellcheck
             # `just bench`: the load generator it drives (pgbench comes with postgresql_16)
             wrk
             # the tests: a throwaway Postgres cluster, Go to build the native collector and

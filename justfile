@@ -31,9 +31,23 @@ dev:
     echo "Swagger UI: http://127.0.0.1:$LAB_APP_PORT/docs (Ctrl-C stops)"
     PORT=$LAB_APP_PORT OTEL_TRACES_EXPORTER=console OTEL_LOGS_EXPORTER=console OTEL_METRICS_EXPORTER=none cargo run -p todo-api
 
-# Run every test: static checks, API and telemetry tests, the native pipeline test
-test: native-build sqlx-check
+# Run every test: lint, static checks, API and telemetry tests, the native pipeline test
+test: lint native-build sqlx-check
     cargo test --workspace --locked
+
+# Lint: clippy on every target of the workspace (a warning fails) and shellcheck on every shell script
+lint:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+    # Every tracked file that starts with a shell shebang, wherever it lives.
+    scripts=()
+    while IFS= read -r -d '' file; do
+      if [[ -f "$file" ]] && head -n 1 "$file" | grep -qE '^#!.*\b(ba|da)?sh\b'; then
+        scripts+=("$file")
+      fi
+    done < <(git ls-files -z)
+    shellcheck "${scripts[@]}"
 
 # Build (or reuse) the native collector and Prometheus the pipeline test runs
 native-build:

@@ -18,8 +18,9 @@ bindir() {
     dirname "$(command -v initdb)"; return
   fi
   local dir
-  dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
-  if [[ -z "$dir" ]]; then
+  # The newest Debian server; an unmatched glob stays the pattern, which is no directory.
+  dir="$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
+  if [[ ! -d "$dir" ]]; then
     echo "postgres.sh: no Postgres server found; install 'postgresql' (apt) or set PG_BIN" >&2
     exit 1
   fi
