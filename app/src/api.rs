@@ -75,7 +75,7 @@ impl ServiceApi {
     #[oai(path = "/ready", method = "get")]
     async fn ready(&self) -> Result<Json<Health>, ProblemResponse> {
         self.store.ping().await.map_err(|error| {
-            tracing::warn!(error = %error, "not ready: database unreachable");
+            tracing::warn!(exception.message = %error, "not ready: database unreachable");
             ApiError::DatabaseUnavailable
         })?;
         Ok(Json(Health {
@@ -147,7 +147,7 @@ impl TodosApi {
             .create(title, description, completed)
             .await
             .map_err(ApiError::from)?;
-        tracing::info!(todo_id = %todo.id, "todo created");
+        tracing::info!(todo.id = %todo.id, "todo created");
         let location = format!("/api/v1/todos/{}", todo.id);
         Ok(Created::Todo(Json(todo), location))
     }
@@ -182,7 +182,7 @@ impl TodosApi {
             .map_err(ApiError::from)?
         {
             Some(todo) => {
-                tracing::info!(todo_id = %todo.id, "todo updated");
+                tracing::info!(todo.id = %todo.id, "todo updated");
                 Ok(Json(todo))
             }
             None => Err(ApiError::TodoNotFound(todo_id.0).into()),
@@ -193,7 +193,7 @@ impl TodosApi {
     #[oai(path = "/todos/:todo_id", method = "delete")]
     async fn delete(&self, todo_id: Path<Uuid>) -> Result<Deleted, ProblemResponse> {
         if self.store.delete(todo_id.0).await.map_err(ApiError::from)? {
-            tracing::info!(todo_id = %todo_id.0, "todo deleted");
+            tracing::info!(todo.id = %todo_id.0, "todo deleted");
             Ok(Deleted::Todo)
         } else {
             Err(ApiError::TodoNotFound(todo_id.0).into())

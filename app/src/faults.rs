@@ -9,7 +9,7 @@ use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 use crate::{
     config::{in_range, parsed, var},
     problem::ApiError,
-    routes::MatchedRoute,
+    routes::{MatchedRoute, RouteTable},
 };
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -37,6 +37,18 @@ impl FaultSettings {
                 })
                 .unwrap_or_default(),
         })
+    }
+
+    /// Refuses a `LAB_FAULT_ROUTES` entry that is not one of the service's route
+    /// templates: a typo (`/todos/:id`) would otherwise leave the switch silently off.
+    pub fn check_routes(&self, table: &RouteTable) -> anyhow::Result<()> {
+        match self.routes.iter().find(|route| !table.has_template(route)) {
+            None => Ok(()),
+            Some(unknown) => anyhow::bail!(
+                "LAB_FAULT_ROUTES: {unknown:?} is not a route of this service (routes: {})",
+                table.templates().join(", ")
+            ),
+        }
     }
 
     pub fn is_active(&self) -> bool {
@@ -114,5 +126,24 @@ mod tests {
         };
         assert!(settings.applies_to("/api/v1/todos/{todo_id}"));
         assert!(!settings.applies_to("/api/v1/todos"));
+    }
+
+    #[test]
+    fn unknown_routes_are_refused_naming_the_variable() {
+        let table = RouteTable::new(r#"{"paths": {"/api/v1/todos": {"get": {}}}}"#, &[]).unwrap();
+        let settings = |route: &str| FaultSettings {
+            routes: vec![route.into()],
+            ..Default::default()
+        };
+        assert!(settings("/api/v1/todos").check_routes(&table).is_ok());
+        let error = settings("/api/v1/todos/:id")
+            .check_routes(&table)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("LAB_FAULT_ROUTES: \"/api/v1/todos/:id\""),
+            "{error}"
+        );
+        assert!(!error.contains('\n'), "one line: {error}");
     }
 }

@@ -101,7 +101,7 @@ impl ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         if is_unavailable(&error) {
-            tracing::error!(error = %error, "database unavailable");
+            tracing::error!(exception.message = %error, "database unavailable");
             Self::DatabaseUnavailable
         } else {
             Self::Internal(error.into())
@@ -134,7 +134,7 @@ impl From<ApiError> for ProblemResponse {
                 Self::BadRequest(Json(validation_problem(errors, detail)))
             }
             ApiError::TodoNotFound(id) => {
-                tracing::info!(todo_id = %id, "todo not found");
+                tracing::info!(todo.id = %id, "todo not found");
                 Self::NotFound(Json(problem(
                     StatusCode::NOT_FOUND,
                     "not-found",
@@ -155,7 +155,7 @@ impl From<ApiError> for ProblemResponse {
                 )))
             }
             ApiError::Internal(error) => {
-                tracing::error!(error = %error, "internal error");
+                tracing::error!(exception.message = %error, "internal error");
                 Self::Internal(Json(internal_problem()))
             }
         }
@@ -296,21 +296,21 @@ fn problem_for(error: &poem::Error, route: Option<MatchedRoute>) -> Problem {
         return problem(status, "payload-too-large", error.to_string());
     }
     if status.is_client_error() {
-        tracing::warn!(status = status.as_u16(), "bad request");
+        tracing::warn!(http.response.status_code = status.as_u16(), "bad request");
         return problem(
             status,
             "bad-request",
             "The request could not be processed.".into(),
         );
     }
-    tracing::error!(error = %error, "unhandled error");
+    tracing::error!(exception.message = %error, "unhandled error");
     internal_problem()
 }
 
 /// A 400 naming the invalid fields, whether the handler or poem-openapi's parsing found them.
 fn validation_problem(errors: Vec<FieldError>, detail: String) -> Problem {
     let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-    tracing::warn!(fields = ?fields, "validation failed");
+    tracing::warn!(todo.invalid_fields = ?fields, "validation failed");
     let mut problem = problem(StatusCode::BAD_REQUEST, "validation-error", detail);
     problem.errors = errors;
     problem

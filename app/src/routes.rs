@@ -1,9 +1,17 @@
-//! Route templates (`/api/v1/todos/{todo_id}`) for incoming paths.
+//! Route resolution: which route template (`/api/v1/todos/{todo_id}`) a request path
+//! belongs to, found once per request by [`ResolveRoute`] and stored in the request's
+//! extensions for every middleware that needs it (telemetry, the fault switch, the
+//! problem documents and their `Allow` header).
 //!
 //! poem-openapi registers `/todos/{todo_id}` internally as `/todos/:param0`, so the
 //! router's matched pattern is not the template a learner sees in Swagger UI. The
-//! templates are taken from the OpenAPI document itself, which is the contract, and the
-//! request path is matched against them once per request.
+//! templates are taken from the OpenAPI document itself, which is the contract, and
+//! matched with `matchit`, which reads the same `{parameter}` syntax.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use poem::{Endpoint, Middleware, Request, Result};
 
 /// The route a request matched, stored in the request's extensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,8 +24,8 @@ pub struct MatchedRoute {
 
 #[derive(Debug, Clone)]
 pub struct RouteTable {
-    /// Each route with its template split into segments; `None` marks a `{parameter}`.
-    routes: Vec<(MatchedRoute, Vec<Option<String>>)>,
+    router: matchit::Router<MatchedRoute>,
+    templates: Vec<&'static str>,
 }
 
 impl RouteTable {
@@ -27,64 +35,104 @@ impl RouteTable {
         let paths = document["paths"]
             .as_object()
             .ok_or_else(|| anyhow::anyhow!("the OpenAPI document has no paths"))?;
-        let mut templates: Vec<(String, String)> = paths
+        let documented = paths.iter().map(|(template, operations)| {
+            let methods = operations.as_object().map(|ops| {
+                ops.keys()
+                    .map(|method| method.to_uppercase())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            });
+            (template.clone(), methods.unwrap_or_default())
+        });
+        let extra = extra_routes
             .iter()
-            .map(|(template, operations)| {
-                let methods = operations.as_object().map(|ops| {
-                    ops.keys()
-                        .map(|method| method.to_uppercase())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                });
-                (template.clone(), methods.unwrap_or_default())
-            })
-            .collect();
-        templates.extend(
-            extra_routes
-                .iter()
-                .map(|route| ((*route).to_owned(), "GET".to_owned())),
-        );
-        // Static segments win over parameters: `/todos/stats` before `/todos/{todo_id}`.
-        templates.sort_by_key(|(template, _)| template.matches('{').count());
-        let routes = templates
-            .into_iter()
-            .map(|(template, allow)| {
-                let segments = segments(&template)
-                    .map(|segment| (!segment.starts_with('{')).then(|| segment.to_owned()))
-                    .collect();
-                // Leaked once at start-up so that spans and metrics can borrow the names.
-                let route = MatchedRoute {
-                    template: Box::leak(template.into_boxed_str()),
-                    allow: Box::leak(allow.into_boxed_str()),
-                };
-                (route, segments)
-            })
-            .collect();
-        Ok(Self { routes })
+            .map(|route| ((*route).to_owned(), "GET".to_owned()));
+        let mut table = Self {
+            router: matchit::Router::new(),
+            templates: Vec::new(),
+        };
+        for (template, allow) in documented.chain(extra) {
+            // Leaked once at start-up so that spans and metrics can borrow the names.
+            let route = MatchedRoute {
+                template: Box::leak(template.into_boxed_str()),
+                allow: Box::leak(allow.into_boxed_str()),
+            };
+            // matchit prefers static segments over parameters: `/todos/stats` before
+            // `/todos/{todo_id}`, whatever the order of insertion.
+            table
+                .router
+                .insert(route.template, route)
+                .with_context(|| format!("route template {}", route.template))?;
+            table.templates.push(route.template);
+        }
+        Ok(table)
     }
 
-    /// The template that `path` matches, if any. A trailing slash is ignored, as the
-    /// router ignores it.
+    /// The template that `path` matches, if any. Empty segments and a trailing slash are
+    /// ignored, as the router ignores them.
     pub fn find(&self, path: &str) -> Option<MatchedRoute> {
-        let wanted: Vec<&str> = segments(path).collect();
-        self.routes
-            .iter()
-            .find(|(_, template)| {
-                template.len() == wanted.len()
-                    && template
-                        .iter()
-                        .zip(&wanted)
-                        .all(|(expected, actual)| match expected {
-                            Some(literal) => literal == actual,
-                            None => !actual.is_empty(),
-                        })
-            })
-            .map(|(route, _)| *route)
+        let normalized;
+        let path = if path.len() > 1 && (path.ends_with('/') || path.contains("//")) {
+            let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+            normalized = format!("/{}", segments.join("/"));
+            normalized.as_str()
+        } else {
+            path
+        };
+        self.router.at(path).ok().map(|matched| *matched.value)
+    }
+
+    /// Whether `template` is one of the service's route templates.
+    pub fn has_template(&self, template: &str) -> bool {
+        self.templates.contains(&template)
+    }
+
+    /// Every route template, in the order of the OpenAPI document.
+    pub fn templates(&self) -> &[&'static str] {
+        &self.templates
     }
 }
 
-fn segments(path: &str) -> impl Iterator<Item = &str> {
-    path.split('/').filter(|segment| !segment.is_empty())
+/// Resolves the route of every request and stores it as a [`MatchedRoute`] extension
+/// (none for a path that matches no route). It runs outermost, so that every other
+/// middleware sees the route whichever of them are present.
+pub struct ResolveRoute {
+    routes: Arc<RouteTable>,
+}
+
+impl ResolveRoute {
+    pub fn new(routes: RouteTable) -> Self {
+        Self {
+            routes: Arc::new(routes),
+        }
+    }
+}
+
+impl<E: Endpoint> Middleware<E> for ResolveRoute {
+    type Output = ResolveRouteEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        ResolveRouteEndpoint {
+            inner,
+            routes: self.routes.clone(),
+        }
+    }
+}
+
+pub struct ResolveRouteEndpoint<E> {
+    inner: E,
+    routes: Arc<RouteTable>,
+}
+
+impl<E: Endpoint> Endpoint for ResolveRouteEndpoint<E> {
+    type Output = E::Output;
+
+    async fn call(&self, mut req: Request) -> Result<Self::Output> {
+        if let Some(route) = self.routes.find(req.uri().path()) {
+            req.extensions_mut().insert(route);
+        }
+        self.inner.call(req).await
+    }
 }
 
 #[cfg(test)]
@@ -108,6 +156,7 @@ mod tests {
         let table = table();
         assert_eq!(template(&table, "/api/v1/todos"), Some("/api/v1/todos"));
         assert_eq!(template(&table, "/api/v1/todos/"), Some("/api/v1/todos"));
+        assert_eq!(template(&table, "/api//v1/todos"), Some("/api/v1/todos"));
         assert_eq!(
             template(&table, "/api/v1/todos/8c1f5a4e-0000-4000-8000-000000000000"),
             Some("/api/v1/todos/{todo_id}")
@@ -136,5 +185,13 @@ mod tests {
         let table = table();
         assert_eq!(template(&table, "/api/v1/todos/a/b"), None);
         assert_eq!(template(&table, "/nope"), None);
+        assert_eq!(template(&table, ""), None);
+    }
+
+    #[test]
+    fn knows_its_templates() {
+        let table = table();
+        assert!(table.has_template("/api/v1/todos/{todo_id}"));
+        assert!(!table.has_template("/api/v1/todos/:todo_id"));
     }
 }

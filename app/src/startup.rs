@@ -1,6 +1,6 @@
 //! Wiring: database, routes, middleware, server, shutdown.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use poem::{
@@ -18,7 +18,7 @@ use crate::{
     faults::Faults,
     head_timeout::{HEADER_READ_TIMEOUT, HeadTimeout},
     problem::Problems,
-    routes::RouteTable,
+    routes::{ResolveRoute, RouteTable},
     telemetry::{self, Telemetry, http::HttpTelemetry},
     todos::TodoStore,
 };
@@ -35,7 +35,7 @@ pub async fn run(settings: Settings, telemetry: Telemetry) -> anyhow::Result<()>
         .context("applying database migrations")?;
     telemetry::db::observe_pool(&pool);
     if settings.faults.is_active() {
-        tracing::warn!(faults = ?settings.faults, "lab fault switch is ON");
+        tracing::warn!(todo.fault_switch = ?settings.faults, "lab fault switch is ON");
     }
 
     let app = build_app(pool.clone(), &settings)?;
@@ -48,7 +48,7 @@ pub async fn run(settings: Settings, telemetry: Telemetry) -> anyhow::Result<()>
     let address = address.as_socket_addr().context("a TCP address")?;
     // Printed (not logged) so that scripts and tests can wait for it whatever RUST_LOG says.
     println!("listening on http://{address}");
-    tracing::info!(docs = %format!("http://{address}/docs"), "todo-api started");
+    tracing::info!(url.full = %format!("http://{address}/docs"), "todo-api started");
 
     Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(app, shutdown_signal(), Some(settings.shutdown_grace))
@@ -60,13 +60,28 @@ pub async fn run(settings: Settings, telemetry: Telemetry) -> anyhow::Result<()>
     Ok(())
 }
 
-/// The whole HTTP application. Middleware order, outside in: telemetry sees the final
-/// status of everything; problems turns every error into a problem document; the body
-/// limit and the fault switch run before routing.
-pub fn build_app(
+/// The whole HTTP application. Middleware order, outside in: route resolution (which
+/// every other middleware reads); telemetry sees the final status of everything;
+/// problems turns every error into a problem document; the body limit and the fault
+/// switch run before routing.
+pub fn build_app(pool: PgPool, settings: &Settings) -> anyhow::Result<impl poem::Endpoint + use<>> {
+    compose(pool, settings, true)
+}
+
+/// The application without its telemetry middleware: the fault switch, the problem
+/// documents and their `Allow` headers work without it (the tests hold this).
+pub fn build_app_without_telemetry(
     pool: PgPool,
     settings: &Settings,
-) -> anyhow::Result<impl poem::Endpoint + 'static> {
+) -> anyhow::Result<impl poem::Endpoint + use<>> {
+    compose(pool, settings, false)
+}
+
+fn compose(
+    pool: PgPool,
+    settings: &Settings,
+    with_telemetry: bool,
+) -> anyhow::Result<impl poem::Endpoint + use<>> {
     let store = TodoStore::new(pool);
     let api = OpenApiService::new(
         (
@@ -80,7 +95,8 @@ pub fn build_app(
     )
     .description("The otel-lab Todo service. Every error is an RFC 9457 problem document.");
     let spec = api.spec();
-    let routes = Arc::new(RouteTable::new(&spec, &DOCS_ROUTES)?);
+    let routes = RouteTable::new(&spec, &DOCS_ROUTES)?;
+    settings.faults.check_routes(&routes)?;
     let docs = api.swagger_ui();
 
     let app = Route::new()
@@ -98,7 +114,8 @@ pub fn build_app(
         .with(Faults(settings.faults.clone()))
         .with(BodyLimit)
         .with(Problems)
-        .with(HttpTelemetry::new(routes));
+        .with_if(with_telemetry, HttpTelemetry)
+        .with(ResolveRoute::new(routes));
     Ok(app)
 }
 
@@ -119,7 +136,7 @@ async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
         match options.clone().connect(&settings.database_url).await {
             Ok(pool) => return Ok(pool),
             Err(error) if tokio::time::Instant::now() + delay < deadline => {
-                tracing::warn!(error = %error, retry_in = ?delay, "database not reachable yet");
+                tracing::warn!(exception.message = %error, todo.database.retry_in = ?delay, "database not reachable yet");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(3));
             }

@@ -32,9 +32,19 @@ use prost::Message;
 /// Attributes as JSON values: strings, numbers and booleans as such.
 pub type Attributes = BTreeMap<String, serde_json::Value>;
 
+/// Where a span, metric or log record came from: its instrumentation scope and the schema
+/// URLs (semantic-conventions versions) its resource and scope declare.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub scope_name: String,
+    pub scope_schema_url: String,
+    pub resource_schema_url: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct ReceivedSpan {
     pub resource: Attributes,
+    pub origin: Origin,
     pub attributes: Attributes,
     pub span: Span,
 }
@@ -54,6 +64,7 @@ impl ReceivedSpan {
 #[derive(Debug, Clone)]
 pub struct ReceivedLog {
     pub resource: Attributes,
+    pub origin: Origin,
     pub attributes: Attributes,
     pub record: LogRecord,
 }
@@ -78,6 +89,7 @@ impl ReceivedLog {
 #[derive(Debug, Clone)]
 pub struct ReceivedMetric {
     pub resource: Attributes,
+    pub origin: Origin,
     pub metric: Metric,
 }
 
@@ -143,9 +155,12 @@ impl OtlpReceiver {
             for resource_spans in &request.resource_spans {
                 let resource = resource_attributes(resource_spans.resource.as_ref());
                 for scope in &resource_spans.scope_spans {
+                    let origin =
+                        origin(&resource_spans.schema_url, &scope.scope, &scope.schema_url);
                     for span in &scope.spans {
                         spans.push(ReceivedSpan {
                             resource: resource.clone(),
+                            origin: origin.clone(),
                             attributes: attributes(&span.attributes),
                             span: span.clone(),
                         });
@@ -163,9 +178,11 @@ impl OtlpReceiver {
             for resource_logs in &request.resource_logs {
                 let resource = resource_attributes(resource_logs.resource.as_ref());
                 for scope in &resource_logs.scope_logs {
+                    let origin = origin(&resource_logs.schema_url, &scope.scope, &scope.schema_url);
                     for record in &scope.log_records {
                         logs.push(ReceivedLog {
                             resource: resource.clone(),
+                            origin: origin.clone(),
                             attributes: attributes(&record.attributes),
                             record: record.clone(),
                         });
@@ -183,9 +200,15 @@ impl OtlpReceiver {
             for resource_metrics in &request.resource_metrics {
                 let resource = resource_attributes(resource_metrics.resource.as_ref());
                 for scope in &resource_metrics.scope_metrics {
+                    let origin = origin(
+                        &resource_metrics.schema_url,
+                        &scope.scope,
+                        &scope.schema_url,
+                    );
                     for metric in &scope.metrics {
                         metrics.push(ReceivedMetric {
                             resource: resource.clone(),
+                            origin: origin.clone(),
                             metric: metric.clone(),
                         });
                     }
@@ -320,6 +343,18 @@ fn resource_attributes(
     resource
         .map(|resource| attributes(&resource.attributes))
         .unwrap_or_default()
+}
+
+fn origin(
+    resource_schema_url: &str,
+    scope: &Option<opentelemetry_proto::tonic::common::v1::InstrumentationScope>,
+    scope_schema_url: &str,
+) -> Origin {
+    Origin {
+        scope_name: scope.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
+        scope_schema_url: scope_schema_url.to_owned(),
+        resource_schema_url: resource_schema_url.to_owned(),
+    }
 }
 
 pub fn attributes(pairs: &[KeyValue]) -> Attributes {

@@ -1,26 +1,46 @@
-//! Database client spans (one per SQL statement, child of the request's server span) and
-//! the connection pool's usage.
+//! Database client spans (one per SQL statement, child of the request's server span),
+//! the `db.client.operation.duration` histogram and the connection pool's usage.
 
 use std::{
     future::Future,
     sync::{Arc, OnceLock},
+    time::Instant,
 };
 
 use opentelemetry::{
-    Context, KeyValue, StringValue, global,
+    Context, KeyValue, StringValue,
+    metrics::{Histogram, Meter},
     trace::{FutureExt, SpanKind, Status, TraceContextExt, Tracer},
 };
 use opentelemetry_semantic_conventions::{attribute as semconv, metric as semconv_metric};
 use sqlx::PgPool;
 
-/// Where the database lives (`server.address`, `server.port`), recorded on every client span.
-static SERVER: OnceLock<[KeyValue; 2]> = OnceLock::new();
+/// The database the pool talks to (`db.namespace`, `server.address`, `server.port`),
+/// recorded on every client span and operation duration.
+static CONNECTION: OnceLock<Vec<KeyValue>> = OnceLock::new();
+
+static OPERATION_DURATION: OnceLock<Histogram<f64>> = OnceLock::new();
+
+/// Bucket boundaries the semantic conventions recommend for `db.client.operation.duration`.
+const DURATION_BUCKETS: [f64; 9] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0];
+
+pub(super) fn register_metrics(meter: &Meter) {
+    let histogram = meter
+        .f64_histogram(semconv_metric::DB_CLIENT_OPERATION_DURATION)
+        .with_unit("s")
+        .with_description("Duration of database client operations.")
+        .with_boundaries(DURATION_BUCKETS.to_vec())
+        .build();
+    let _ = OPERATION_DURATION.set(histogram);
+}
 
 /// The span name and attributes of one SQL statement, worked out once per call site
 /// (see [`crate::traced`]) rather than on every query.
 pub struct Statement {
     name: String,
+    /// Those of the metric: everything but the query text, which is opt-in there.
     attributes: Vec<KeyValue>,
+    text: &'static str,
 }
 
 impl Statement {
@@ -29,7 +49,6 @@ impl Statement {
         let mut attributes = vec![
             KeyValue::new(semconv::DB_SYSTEM_NAME, "postgresql"),
             KeyValue::new(semconv::DB_OPERATION_NAME, operation),
-            KeyValue::new(semconv::DB_QUERY_TEXT, text),
         ];
         let name = match collection {
             Some(collection) => {
@@ -38,37 +57,72 @@ impl Statement {
             }
             None => operation.to_owned(),
         };
-        Self { name, attributes }
+        Self {
+            name,
+            attributes,
+            text,
+        }
+    }
+
+    /// The statement's attributes plus those of the connection.
+    fn attributes(&self, extra: usize) -> Vec<KeyValue> {
+        let connection = CONNECTION.get().map_or(&[][..], Vec::as_slice);
+        let mut attributes = Vec::with_capacity(self.attributes.len() + connection.len() + extra);
+        attributes.extend_from_slice(&self.attributes);
+        attributes.extend_from_slice(connection);
+        attributes
     }
 }
 
-/// Runs a sqlx query inside a CLIENT span. Use it through [`crate::traced`], which passes
-/// the statement text that sqlx's macros checked at compile time: it is parameterised
-/// (`$1`), so no literal value can reach `db.query.text`.
+/// Runs a sqlx query inside a CLIENT span and records its duration. Use it through
+/// [`crate::traced`], which passes the statement text that sqlx's macros checked at
+/// compile time: it is parameterised (`$1`), so no literal value can reach `db.query.text`.
 pub async fn in_client_span<T>(
     statement: &'static Statement,
     query: impl Future<Output = Result<T, sqlx::Error>>,
 ) -> Result<T, sqlx::Error> {
-    let Some(tracer) = super::tracer() else {
+    let histogram = OPERATION_DURATION.get();
+    let tracer = super::tracer();
+    if histogram.is_none() && tracer.is_none() {
         return query.await;
-    };
-    let parent = Context::current();
-    let mut attributes = Vec::with_capacity(statement.attributes.len() + 2);
-    attributes.extend_from_slice(&statement.attributes);
-    attributes.extend(SERVER.get().into_iter().flatten().cloned());
-    let span = tracer
-        .span_builder(statement.name.as_str())
-        .with_kind(SpanKind::Client)
-        .with_attributes(attributes)
-        .start_with_context(tracer, &parent);
-    let context = parent.with_span(span);
-    let result = query.with_context(context.clone()).await;
-    let span = context.span();
-    if let Err(error) = &result {
-        span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type(error)));
-        span.set_status(Status::error(""));
     }
-    span.end();
+    let started = Instant::now();
+    let context = tracer.map(|tracer| {
+        let parent = Context::current();
+        let mut attributes = statement.attributes(1);
+        attributes.push(KeyValue::new(semconv::DB_QUERY_TEXT, statement.text));
+        let span = tracer
+            .span_builder(statement.name.as_str())
+            .with_kind(SpanKind::Client)
+            .with_attributes(attributes)
+            .start_with_context(tracer, &parent);
+        parent.with_span(span)
+    });
+    let result = match &context {
+        Some(context) => query.with_context(context.clone()).await,
+        None => query.await,
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    let failure = result.as_ref().err().map(|error| {
+        let mut attributes = vec![KeyValue::new(semconv::ERROR_TYPE, error_type(error))];
+        if let Some(code) = sqlstate(error) {
+            attributes.push(KeyValue::new(semconv::DB_RESPONSE_STATUS_CODE, code));
+        }
+        attributes
+    });
+    if let Some(context) = context {
+        let span = context.span();
+        if let Some(failure) = &failure {
+            span.set_attributes(failure.iter().cloned());
+            span.set_status(Status::error(""));
+        }
+        span.end();
+    }
+    if let Some(histogram) = histogram {
+        let mut attributes = statement.attributes(2);
+        attributes.extend(failure.into_iter().flatten());
+        histogram.record(elapsed, &attributes);
+    }
     result
 }
 
@@ -111,6 +165,15 @@ fn summarize(statement: &'static str) -> (&'static str, Option<&'static str>) {
     (operation, collection)
 }
 
+/// Postgres' SQLSTATE of a failed statement (`23505`), the conventions'
+/// `db.response.status_code`.
+fn sqlstate(error: &sqlx::Error) -> Option<String> {
+    match error {
+        sqlx::Error::Database(db) => db.code().map(|code| code.into_owned()),
+        _ => None,
+    }
+}
+
 fn error_type(error: &sqlx::Error) -> &'static str {
     match error {
         sqlx::Error::Database(_) => "database_error",
@@ -121,18 +184,28 @@ fn error_type(error: &sqlx::Error) -> &'static str {
     }
 }
 
-/// Records the server address for client spans and reports the pool's connections
-/// (`db.client.connection.count`, by state) at each metric export.
+/// Records the database and its server for client spans and operation durations, and
+/// reports the pool's connections (`db.client.connection.count`, by state) at each
+/// metric export.
 pub fn observe_pool(pool: &PgPool) {
     let options = pool.connect_options();
     let address = StringValue::from(Arc::<str>::from(options.get_host()));
-    let _ = SERVER.set([
-        KeyValue::new(semconv::SERVER_ADDRESS, address),
-        KeyValue::new(semconv::SERVER_PORT, i64::from(options.get_port())),
-    ]);
+    let mut connection = Vec::with_capacity(3);
+    // Postgres' namespace is the database, qualified by the schema only when that is known
+    // without asking the server: it is not (search_path), so the database alone.
+    if let Some(database) = options.get_database() {
+        let database = StringValue::from(Arc::<str>::from(database));
+        connection.push(KeyValue::new(semconv::DB_NAMESPACE, database));
+    }
+    connection.push(KeyValue::new(semconv::SERVER_ADDRESS, address));
+    connection.push(KeyValue::new(
+        semconv::SERVER_PORT,
+        i64::from(options.get_port()),
+    ));
+    let _ = CONNECTION.set(connection);
 
     let pool = pool.clone();
-    global::meter(super::SCOPE)
+    super::meter()
         .i64_observable_up_down_counter(semconv_metric::DB_CLIENT_CONNECTION_COUNT)
         .with_unit("{connection}")
         .with_description("Connections of the service's Postgres pool, by state.")

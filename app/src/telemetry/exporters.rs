@@ -1,17 +1,16 @@
-//! Exporter plumbing: which exporter each signal uses, a wrapper that reports a failing
-//! backend once instead of once per batch, and log timestamps.
+//! Exporter plumbing: which exporter each signal uses, and a wrapper that reports a
+//! failing backend once instead of once per batch.
 
 use std::{
     sync::atomic::{AtomicBool, Ordering},
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
 use anyhow::bail;
-use opentelemetry::{InstrumentationScope, logs::LogRecord as _};
 use opentelemetry_sdk::{
     Resource,
     error::OTelSdkResult,
-    logs::{LogBatch, LogExporter, LogProcessor, SdkLogRecord},
+    logs::{LogBatch, LogExporter},
     metrics::{Temporality, data::ResourceMetrics, exporter::PushMetricExporter},
     trace::{SpanData, SpanExporter},
 };
@@ -123,37 +122,5 @@ impl<E: PushMetricExporter> PushMetricExporter for WarnOnce<E> {
 
     fn temporality(&self) -> Temporality {
         self.inner.temporality()
-    }
-}
-
-/// The tracing bridge sets only the observed time of a record; backends sort and display
-/// by the event time, so it is filled in here.
-#[derive(Debug)]
-pub struct LogTimestamps<P>(P);
-
-impl<P> LogTimestamps<P> {
-    pub fn new(inner: P) -> Self {
-        Self(inner)
-    }
-}
-
-impl<P: LogProcessor> LogProcessor for LogTimestamps<P> {
-    fn emit(&self, record: &mut SdkLogRecord, scope: &InstrumentationScope) {
-        if record.timestamp().is_none() {
-            record.set_timestamp(record.observed_timestamp().unwrap_or_else(SystemTime::now));
-        }
-        self.0.emit(record, scope);
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.0.force_flush()
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.0.shutdown_with_timeout(timeout)
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.0.set_resource(resource);
     }
 }

@@ -1,25 +1,22 @@
 //! The HTTP middleware: one SERVER span per request and the
 //! `http.server.request.duration` histogram, following the stable HTTP semantic
-//! conventions.
+//! conventions. The route comes from [`crate::routes::ResolveRoute`], which runs first.
 
-use std::{
-    sync::{Arc, OnceLock},
-    time::Instant,
-};
+use std::{sync::OnceLock, time::Instant};
 
 use opentelemetry::{
     KeyValue, global,
     metrics::{Histogram, Meter},
-    propagation::Extractor,
     trace::{FutureExt, SpanKind, Status, TraceContextExt, Tracer},
 };
+use opentelemetry_http::HeaderExtractor;
 use opentelemetry_semantic_conventions::{attribute as semconv, metric as semconv_metric};
 use poem::{
     Endpoint, IntoResponse, Middleware, Request, Response, Result,
-    http::{HeaderMap, Method, header},
+    http::{Method, header},
 };
 
-use crate::routes::{MatchedRoute, RouteTable};
+use crate::routes::MatchedRoute;
 
 /// Bucket boundaries the semantic conventions recommend for `http.server.request.duration`.
 const DURATION_BUCKETS: [f64; 14] = [
@@ -38,44 +35,30 @@ pub(super) fn register_metrics(meter: &Meter) {
     let _ = REQUEST_DURATION.set(histogram);
 }
 
-/// Resolves the route of each request, opens its server span (continuing an incoming
-/// W3C `traceparent`), and records its duration.
-pub struct HttpTelemetry {
-    routes: Arc<RouteTable>,
-}
-
-impl HttpTelemetry {
-    pub fn new(routes: Arc<RouteTable>) -> Self {
-        Self { routes }
-    }
-}
+/// Opens the server span of each request (continuing an incoming W3C `traceparent`) and
+/// records its duration.
+pub struct HttpTelemetry;
 
 impl<E: Endpoint> Middleware<E> for HttpTelemetry {
     type Output = HttpTelemetryEndpoint<E>;
 
     fn transform(&self, inner: E) -> Self::Output {
-        HttpTelemetryEndpoint {
-            inner,
-            routes: self.routes.clone(),
-        }
+        HttpTelemetryEndpoint { inner }
     }
 }
 
 pub struct HttpTelemetryEndpoint<E> {
     inner: E,
-    routes: Arc<RouteTable>,
 }
 
 impl<E: Endpoint> Endpoint for HttpTelemetryEndpoint<E> {
     type Output = Response;
 
-    async fn call(&self, mut req: Request) -> Result<Self::Output> {
+    async fn call(&self, req: Request) -> Result<Self::Output> {
         let started = Instant::now();
-        let route = self.routes.find(req.uri().path());
-        if let Some(route) = route {
-            req.extensions_mut().insert(route);
-        }
+        let route = req.extensions().get::<MatchedRoute>().copied();
         let method = known_method(req.method());
+        let protocol = protocol_version(&req);
 
         let parent = global::get_text_map_propagator(|propagator| {
             propagator.extract(&HeaderExtractor(req.headers()))
@@ -115,6 +98,7 @@ impl<E: Endpoint> Endpoint for HttpTelemetryEndpoint<E> {
                 KeyValue::new(semconv::HTTP_REQUEST_METHOD, method),
                 KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, i64::from(status)),
                 KeyValue::new(semconv::URL_SCHEME, "http"),
+                KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, protocol),
             ];
             if let Some(route) = route {
                 attributes.push(KeyValue::new(semconv::HTTP_ROUTE, route.template));
@@ -129,13 +113,22 @@ impl<E: Endpoint> Endpoint for HttpTelemetryEndpoint<E> {
 }
 
 /// `{method} {route}`, or just `{method}` when no route matched (the conventions forbid
-/// putting the raw path in the name: it would explode cardinality).
+/// putting the raw path in the name: it would explode cardinality). A method outside the
+/// known set is named `HTTP`, as the conventions ask, not `_OTHER`.
 fn span_name(method: &'static str, route: Option<MatchedRoute>) -> String {
+    let method = if method == OTHER_METHOD {
+        "HTTP"
+    } else {
+        method
+    };
     match route {
         Some(route) => format!("{method} {}", route.template),
         None => method.to_owned(),
     }
 }
+
+/// `http.request.method` of a method the conventions do not list.
+const OTHER_METHOD: &str = "_OTHER";
 
 /// The conventions' method names; anything else is `_OTHER`.
 fn known_method(method: &Method) -> &'static str {
@@ -149,7 +142,7 @@ fn known_method(method: &Method) -> &'static str {
         Method::OPTIONS => "OPTIONS",
         Method::TRACE => "TRACE",
         Method::CONNECT => "CONNECT",
-        _ => "_OTHER",
+        _ => OTHER_METHOD,
     }
 }
 
@@ -158,9 +151,9 @@ fn request_attributes(
     method: &'static str,
     route: Option<MatchedRoute>,
 ) -> Vec<KeyValue> {
-    let mut attributes = Vec::with_capacity(10);
+    let mut attributes = Vec::with_capacity(14);
     attributes.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, method));
-    if method == "_OTHER" {
+    if method == OTHER_METHOD {
         attributes.push(KeyValue::new(
             semconv::HTTP_REQUEST_METHOD_ORIGINAL,
             capped(req.method().as_str()),
@@ -170,6 +163,9 @@ fn request_attributes(
         attributes.push(KeyValue::new(semconv::HTTP_ROUTE, route.template));
     }
     attributes.push(KeyValue::new(semconv::URL_PATH, capped(req.uri().path())));
+    if let Some(query) = req.uri().query().filter(|query| !query.is_empty()) {
+        attributes.push(KeyValue::new(semconv::URL_QUERY, redacted_query(query)));
+    }
     attributes.push(KeyValue::new(semconv::URL_SCHEME, "http"));
     let (address, port) = server_address(req);
     if let Some(address) = address {
@@ -177,6 +173,17 @@ fn request_attributes(
     }
     if let Some(port) = port {
         attributes.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
+    }
+    if let Some(peer) = req.remote_addr().as_socket_addr() {
+        // The socket's peer is the client: the service trusts no proxy header
+        // (`Forwarded`, `X-Forwarded-For`), which any client could set.
+        let ip = peer.ip().to_canonical().to_string();
+        attributes.push(KeyValue::new(semconv::CLIENT_ADDRESS, ip.clone()));
+        attributes.push(KeyValue::new(semconv::NETWORK_PEER_ADDRESS, ip));
+        attributes.push(KeyValue::new(
+            semconv::NETWORK_PEER_PORT,
+            i64::from(peer.port()),
+        ));
     }
     attributes.push(KeyValue::new(
         semconv::NETWORK_PROTOCOL_VERSION,
@@ -245,16 +252,27 @@ fn protocol_version(req: &Request) -> &'static str {
     }
 }
 
-struct HeaderExtractor<'a>(&'a HeaderMap);
+/// Query parameters whose values the conventions redact by default (signed URLs carry
+/// credentials in them).
+const SENSITIVE_QUERY_KEYS: [&str; 4] = ["AWSAccessKeyId", "Signature", "sig", "X-Goog-Signature"];
 
-impl Extractor for HeaderExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|value| value.to_str().ok())
+/// The query for `url.query`, with the values of [`SENSITIVE_QUERY_KEYS`] replaced by
+/// `REDACTED` (the keys stay, as the conventions ask), capped like every request value.
+fn redacted_query(query: &str) -> String {
+    let mut redacted = String::with_capacity(query.len());
+    for (index, pair) in query.split('&').enumerate() {
+        if index > 0 {
+            redacted.push('&');
+        }
+        match pair.split_once('=') {
+            Some((key, _)) if SENSITIVE_QUERY_KEYS.contains(&key) => {
+                redacted.push_str(key);
+                redacted.push_str("=REDACTED");
+            }
+            _ => redacted.push_str(pair),
+        }
     }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(|key| key.as_str()).collect()
-    }
+    capped(&redacted)
 }
 
 #[cfg(test)]
@@ -266,5 +284,35 @@ mod tests {
         assert_eq!(capped("curl/8.5"), "curl/8.5");
         let long = "é".repeat(MAX_ATTRIBUTE_CHARS + 10);
         assert_eq!(capped(&long).chars().count(), MAX_ATTRIBUTE_CHARS);
+    }
+
+    #[test]
+    fn redacts_the_values_of_sensitive_query_parameters() {
+        assert_eq!(redacted_query("limit=5&skip=0"), "limit=5&skip=0");
+        assert_eq!(
+            redacted_query("q=x&sig=abc&Signature=s3cr3t&AWSAccessKeyId=AKIA&X-Goog-Signature=g"),
+            "q=x&sig=REDACTED&Signature=REDACTED&AWSAccessKeyId=REDACTED&X-Goog-Signature=REDACTED"
+        );
+        // Only exact keys: `signature` and `sigma` are not on the list; a bare key has no value.
+        assert_eq!(
+            redacted_query("signature=1&sigma=2&sig"),
+            "signature=1&sigma=2&sig"
+        );
+        assert_eq!(redacted_query("sig="), "sig=REDACTED");
+    }
+
+    #[test]
+    fn unknown_methods_are_named_http() {
+        let route = MatchedRoute {
+            template: "/api/v1/todos",
+            allow: "GET, POST",
+        };
+        assert_eq!(span_name(OTHER_METHOD, Some(route)), "HTTP /api/v1/todos");
+        assert_eq!(span_name(OTHER_METHOD, None), "HTTP");
+        assert_eq!(span_name("GET", Some(route)), "GET /api/v1/todos");
+        assert_eq!(
+            known_method(&Method::from_bytes(b"PURGE").unwrap()),
+            OTHER_METHOD
+        );
     }
 }

@@ -5,6 +5,7 @@
 pub mod db;
 mod exporters;
 pub mod http;
+mod logs;
 
 use std::{
     sync::OnceLock,
@@ -12,7 +13,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use opentelemetry::{KeyValue, global, trace::TraceContextExt};
+use opentelemetry::{
+    InstrumentationScope, KeyValue, global, metrics::Meter, trace::TraceContextExt,
+};
 use opentelemetry_sdk::{
     Resource,
     logs::{BatchLogProcessor, SdkLoggerProvider},
@@ -20,18 +23,21 @@ use opentelemetry_sdk::{
     propagation::TraceContextPropagator,
     trace::{SdkTracer, SdkTracerProvider},
 };
+use opentelemetry_semantic_conventions::SCHEMA_URL;
 use tracing_subscriber::{
     EnvFilter, Layer, filter::filter_fn, layer::SubscriberExt, util::SubscriberInitExt,
 };
 
 use crate::config::var;
-use exporters::{ExporterKind, LogTimestamps, WarnOnce};
+use exporters::{ExporterKind, WarnOnce};
+use logs::BridgeFixes;
 
 const DEFAULT_SERVICE_NAME: &str = "todo-api";
 /// Instrumentation scope of everything the service records itself.
 const SCOPE: &str = "todo-api";
 
 static SERVICE_NAME: OnceLock<String> = OnceLock::new();
+static SCOPE_WITH_SCHEMA: OnceLock<InstrumentationScope> = OnceLock::new();
 static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 
 /// The SDK providers, kept to flush and shut them down on exit.
@@ -65,12 +71,13 @@ pub fn init() -> anyhow::Result<Telemetry> {
     global::set_text_map_propagator(TraceContextPropagator::new());
     if let Some(provider) = &telemetry.tracer_provider {
         use opentelemetry::trace::TracerProvider as _;
-        let _ = TRACER.set(provider.tracer(SCOPE));
+        let _ = TRACER.set(provider.tracer_with_scope(scope()));
         global::set_tracer_provider(provider.clone());
     }
     if let Some(provider) = &telemetry.meter_provider {
         global::set_meter_provider(provider.clone());
-        http::register_metrics(&global::meter(SCOPE));
+        http::register_metrics(&meter());
+        db::register_metrics(&meter());
     }
 
     let rust_log = var("RUST_LOG");
@@ -121,12 +128,31 @@ fn is_sdk_chatter(event: &tracing::Metadata<'_>) -> bool {
     event.target().starts_with("opentelemetry") && !SDK_EVENTS_KEPT.contains(&event.name())
 }
 
+/// The service's instrumentation scope. Its schema URL, like the resource's, names the
+/// semantic-conventions release the attribute names follow: that of the
+/// `opentelemetry-semantic-conventions` crate whose constants name them.
+fn scope() -> InstrumentationScope {
+    SCOPE_WITH_SCHEMA
+        .get_or_init(|| {
+            InstrumentationScope::builder(SCOPE)
+                .with_version(env!("CARGO_PKG_VERSION"))
+                .with_schema_url(SCHEMA_URL)
+                .build()
+        })
+        .clone()
+}
+
+/// The service's meter (a no-op one when metrics are off).
+fn meter() -> Meter {
+    global::meter_with_scope(scope())
+}
+
 /// `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` are read by the SDK's default
 /// detectors; the lab's defaults only fill what they leave empty, because anything set
 /// in code would override the environment.
 fn resource() -> Resource {
     let detected = Resource::builder().build();
-    let mut builder = Resource::builder();
+    let mut builder = Resource::builder().with_schema_url([], SCHEMA_URL);
     let name = detected.get(&opentelemetry::Key::from_static_str("service.name"));
     if name.is_none_or(|name| name.as_str().starts_with("unknown_service")) {
         builder = builder.with_service_name(DEFAULT_SERVICE_NAME);
@@ -187,7 +213,7 @@ fn logger_provider(resource: &Resource) -> anyhow::Result<Option<SdkLoggerProvid
         ExporterKind::None => None,
         ExporterKind::Console => Some(
             builder
-                .with_log_processor(LogTimestamps::new(
+                .with_log_processor(BridgeFixes::new(
                     opentelemetry_sdk::logs::SimpleLogProcessor::new(
                         opentelemetry_stdout::LogExporter::default(),
                     ),
@@ -197,11 +223,7 @@ fn logger_provider(resource: &Resource) -> anyhow::Result<Option<SdkLoggerProvid
         ExporterKind::Otlp => {
             let exporter = opentelemetry_otlp::LogExporter::builder().build()?;
             let batch = BatchLogProcessor::builder(WarnOnce::new("logs", exporter)).build();
-            Some(
-                builder
-                    .with_log_processor(LogTimestamps::new(batch))
-                    .build(),
-            )
+            Some(builder.with_log_processor(BridgeFixes::new(batch)).build())
         }
     })
 }
