@@ -10,7 +10,8 @@
 //! - [`proxy`]: a TCP proxy a test can cut, to take a dependency away;
 //! - [`restartable_postgres`]: a cluster of one test's own, to stop and start again;
 //! - [`lab_collector`]: the lab collector alone, to kill and start again;
-//! - [`load`]: bounded concurrent load, latency percentiles, a process's resident memory.
+//! - [`load`]: bounded concurrent load, latency percentiles, a process's resident memory;
+//! - [`tls`]: a throwaway PKI and a TLS front (optionally mTLS) for a plain receiver.
 
 pub mod app;
 pub mod lab_collector;
@@ -21,6 +22,7 @@ pub mod postgres;
 pub mod process;
 pub mod proxy;
 pub mod restartable_postgres;
+pub mod tls;
 
 use std::{path::PathBuf, time::Duration};
 
