@@ -10,6 +10,7 @@ use poem_openapi::{
 use uuid::Uuid;
 
 use crate::{
+    json_body::JsonBody,
     problem::{ApiError, ProblemResponse},
     telemetry,
     todos::{Page, Todo, TodoCreate, TodoStore, TodoUpdate},
@@ -49,7 +50,7 @@ struct Health {
 #[OpenApi(tag = "Tag::Service")]
 impl ServiceApi {
     /// What this service is and where to go next.
-    #[oai(path = "/", method = "get")]
+    #[oai(path = "/", method = "get", operation_id = "getServiceInfo")]
     async fn index(&self) -> Json<ServiceInfo> {
         Json(ServiceInfo {
             name: telemetry::service_name().to_owned(),
@@ -63,7 +64,7 @@ impl ServiceApi {
     }
 
     /// Liveness: the process is up (does not touch the database).
-    #[oai(path = "/health", method = "get")]
+    #[oai(path = "/health", method = "get", operation_id = "getHealth")]
     async fn health(&self) -> Json<Health> {
         Json(Health {
             status: "healthy".to_owned(),
@@ -72,7 +73,7 @@ impl ServiceApi {
     }
 
     /// Readiness: the database answers.
-    #[oai(path = "/ready", method = "get")]
+    #[oai(path = "/ready", method = "get", operation_id = "getReadiness")]
     async fn ready(&self) -> Result<Json<Health>, ProblemResponse> {
         self.store.ping().await.map_err(|error| {
             tracing::warn!(exception.message = %error, "not ready: database unreachable");
@@ -110,7 +111,7 @@ fn default_limit() -> i64 {
 #[OpenApi(prefix_path = "/api/v1", tag = "Tag::Todos")]
 impl TodosApi {
     /// List todos, newest first.
-    #[oai(path = "/todos", method = "get")]
+    #[oai(path = "/todos", method = "get", operation_id = "listTodos")]
     async fn list(
         &self,
         /// How many todos to skip.
@@ -134,8 +135,8 @@ impl TodosApi {
     }
 
     /// Create a todo.
-    #[oai(path = "/todos", method = "post")]
-    async fn create(&self, body: Json<TodoCreate>) -> Result<Created, ProblemResponse> {
+    #[oai(path = "/todos", method = "post", operation_id = "createTodo")]
+    async fn create(&self, body: JsonBody<TodoCreate>) -> Result<Created, ProblemResponse> {
         let TodoCreate {
             title,
             description,
@@ -153,7 +154,7 @@ impl TodosApi {
     }
 
     /// Get one todo.
-    #[oai(path = "/todos/:todo_id", method = "get")]
+    #[oai(path = "/todos/:todo_id", method = "get", operation_id = "getTodo")]
     async fn get(&self, todo_id: Path<Uuid>) -> Result<Json<Todo>, ProblemResponse> {
         match self.store.get(todo_id.0).await.map_err(ApiError::from)? {
             Some(todo) => Ok(Json(todo)),
@@ -162,11 +163,11 @@ impl TodosApi {
     }
 
     /// Change a todo: only the fields present in the body are changed.
-    #[oai(path = "/todos/:todo_id", method = "put")]
+    #[oai(path = "/todos/:todo_id", method = "put", operation_id = "updateTodo")]
     async fn update(
         &self,
         todo_id: Path<Uuid>,
-        body: Json<TodoUpdate>,
+        body: JsonBody<TodoUpdate>,
     ) -> Result<Json<Todo>, ProblemResponse> {
         let TodoUpdate {
             title,
@@ -190,7 +191,7 @@ impl TodosApi {
     }
 
     /// Delete a todo.
-    #[oai(path = "/todos/:todo_id", method = "delete")]
+    #[oai(path = "/todos/:todo_id", method = "delete", operation_id = "deleteTodo")]
     async fn delete(&self, todo_id: Path<Uuid>) -> Result<Deleted, ProblemResponse> {
         if self.store.delete(todo_id.0).await.map_err(ApiError::from)? {
             tracing::info!(todo.id = %todo_id.0, "todo deleted");

@@ -6,6 +6,7 @@ pub mod body_limit;
 pub mod config;
 pub mod faults;
 pub mod head_timeout;
+pub mod json_body;
 pub mod problem;
 pub mod routes;
 pub mod startup;

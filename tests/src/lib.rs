@@ -12,7 +12,8 @@
 //! - [`lab_collector`]: the lab collector alone, to kill and start again;
 //! - [`load`]: bounded concurrent load, latency percentiles, a process's resident memory;
 //! - [`binaries`]: the workspace's binaries in cargo's target directory;
-//! - [`problem`]: the assertions on the service's problem+json answers.
+//! - [`problem`]: the assertions on the service's problem+json answers;
+//! - [`tls`]: a throwaway PKI and a TLS front (optionally mTLS) for a plain receiver.
 
 pub mod app;
 pub mod binaries;
@@ -25,6 +26,7 @@ pub mod problem;
 pub mod process;
 pub mod proxy;
 pub mod restartable_postgres;
+pub mod tls;
 
 use std::{path::PathBuf, time::Duration};
 

@@ -6,9 +6,11 @@ pub mod db;
 mod exporters;
 pub mod http;
 mod logs;
+pub mod otlp_env;
+mod transport;
 
 use std::{
-    sync::OnceLock,
+    sync::{Arc, OnceLock},
     thread,
     time::{Duration, Instant},
 };
@@ -29,8 +31,10 @@ use tracing_subscriber::{
 };
 
 use crate::config::var;
-use exporters::{ExporterKind, WarnOnce};
+use exporters::{ExporterKind, WarnOnce, otlp_exporter};
 use logs::BridgeFixes;
+use otlp_env::{OtlpSettings, Signal};
+use transport::Verdict;
 
 const DEFAULT_SERVICE_NAME: &str = "todo-api";
 /// Instrumentation scope of everything the service records itself.
@@ -177,10 +181,13 @@ fn tracer_provider(resource: &Resource) -> anyhow::Result<Option<SdkTracerProvid
                 .build(),
         ),
         ExporterKind::Otlp => {
-            let exporter = opentelemetry_otlp::SpanExporter::builder().build()?;
+            let settings = OtlpSettings::from_env(Signal::Traces)?;
+            let verdict = Arc::new(Verdict::default());
+            let exporter =
+                otlp_exporter!(opentelemetry_otlp::SpanExporter::builder(), &settings, &verdict);
             Some(
                 builder
-                    .with_batch_exporter(WarnOnce::new("traces", exporter))
+                    .with_batch_exporter(WarnOnce::new("traces", exporter, verdict))
                     .build(),
             )
         }
@@ -197,10 +204,13 @@ fn meter_provider(resource: &Resource) -> anyhow::Result<Option<SdkMeterProvider
                 .build(),
         ),
         ExporterKind::Otlp => {
-            let exporter = opentelemetry_otlp::MetricExporter::builder().build()?;
+            let settings = OtlpSettings::from_env(Signal::Metrics)?;
+            let verdict = Arc::new(Verdict::default());
+            let exporter =
+                otlp_exporter!(opentelemetry_otlp::MetricExporter::builder(), &settings, &verdict);
             Some(
                 builder
-                    .with_periodic_exporter(WarnOnce::new("metrics", exporter))
+                    .with_periodic_exporter(WarnOnce::new("metrics", exporter, verdict))
                     .build(),
             )
         }
@@ -221,8 +231,11 @@ fn logger_provider(resource: &Resource) -> anyhow::Result<Option<SdkLoggerProvid
                 .build(),
         ),
         ExporterKind::Otlp => {
-            let exporter = opentelemetry_otlp::LogExporter::builder().build()?;
-            let batch = BatchLogProcessor::builder(WarnOnce::new("logs", exporter)).build();
+            let settings = OtlpSettings::from_env(Signal::Logs)?;
+            let verdict = Arc::new(Verdict::default());
+            let exporter =
+                otlp_exporter!(opentelemetry_otlp::LogExporter::builder(), &settings, &verdict);
+            let batch = BatchLogProcessor::builder(WarnOnce::new("logs", exporter, verdict)).build();
             Some(builder.with_log_processor(BridgeFixes::new(batch)).build())
         }
     })
