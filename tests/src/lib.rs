@@ -3,6 +3,7 @@
 //! - [`postgres`]: a throwaway Postgres cluster (or `DATABASE_URL`), one fresh database
 //!   per test;
 //! - [`app`]: the real `todo-api` binary as a child process on a random port;
+//! - [`binaries`]: the workspace's built binaries, refused when stale;
 //! - [`otlp`]: an OTLP receiver (gRPC and HTTP/protobuf) that records what it gets;
 //! - [`native`]: the native Prometheus, sink and lab collector, started through
 //!   `stack/native/run.sh` on free loopback ports;
@@ -10,9 +11,13 @@
 //! - [`proxy`]: a TCP proxy a test can cut, to take a dependency away;
 //! - [`restartable_postgres`]: a cluster of one test's own, to stop and start again;
 //! - [`lab_collector`]: the lab collector alone, to kill and start again;
-//! - [`load`]: bounded concurrent load, latency percentiles, a process's resident memory.
+//! - [`load`]: bounded concurrent load, latency percentiles, a process's resident memory;
+//! - [`sink_spans`]: the spans in the native sink's file;
+//! - [`tempo_service_graph`]: Tempo's service-graph series, computed from spans and
+//!   remote-written into Prometheus (Tempo itself is container-only).
 
 pub mod app;
+pub mod binaries;
 pub mod lab_collector;
 pub mod load;
 pub mod native;
@@ -21,6 +26,8 @@ pub mod postgres;
 pub mod process;
 pub mod proxy;
 pub mod restartable_postgres;
+pub mod sink_spans;
+pub mod tempo_service_graph;
 
 use std::{path::PathBuf, time::Duration};
 
