@@ -211,17 +211,20 @@ fn collect_queries(panels: &[Value], variables: &[Variable], out: &mut Vec<Panel
                 own if is_mixed(own) => &panel["datasource"],
                 own => own,
             };
-            let backend = match resolve_backend(datasource, variables) {
-                // A Tempo service map has no TraceQL: Grafana draws it from the series
-                // Tempo's metrics generator writes to Prometheus (`labctl check 7` reads them).
-                Backend::Tempo if target["queryType"] == "serviceMap" => {
-                    Backend::Other("tempo service map (see labctl check 7)".into())
-                }
-                other => other,
-            };
-            let text = match backend {
-                Backend::Tempo => target["query"].as_str(),
-                _ => target["expr"].as_str().or_else(|| target["query"].as_str()),
+            let backend = resolve_backend(datasource, variables);
+            // A Tempo service map has no TraceQL: Grafana draws it from the series Tempo's
+            // metrics generator writes to Prometheus (`labctl check 7` reads them).
+            let service_map = backend == Backend::Tempo && target["queryType"] == "serviceMap";
+            let (backend, text) = match backend {
+                _ if service_map => (
+                    Backend::Other("tempo service map (see labctl check 7)".into()),
+                    Some("serviceMap"),
+                ),
+                Backend::Tempo => (Backend::Tempo, target["query"].as_str()),
+                other => (
+                    other,
+                    target["expr"].as_str().or_else(|| target["query"].as_str()),
+                ),
             };
             out.push(PanelQuery {
                 panel: title.to_owned(),
