@@ -430,10 +430,10 @@ async fn one_trace_crosses_client_api_and_database() {
     );
     // Wait until the connector has counted every client span.
     let deadline = tokio::time::Instant::now() + SETTLE;
-    while scalar(&prometheus, &client_count, now())
-        .await
-        .is_nan_or_below(clients.len() as f64)
-        && tokio::time::Instant::now() < deadline
+    while short_of(
+        scalar(&prometheus, &client_count, now()).await,
+        clients.len() as f64,
+    ) && tokio::time::Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -585,14 +585,9 @@ async fn one_trace_crosses_client_api_and_database() {
     );
 }
 
-trait BelowOrNan {
-    fn is_nan_or_below(self, limit: f64) -> bool;
-}
-
-impl BelowOrNan for f64 {
-    fn is_nan_or_below(self, limit: f64) -> bool {
-        self.is_nan() || self < limit
-    }
+/// Not there yet: no answer (NaN) or fewer than `limit`.
+fn short_of(value: f64, limit: f64) -> bool {
+    value.is_nan() || value < limit
 }
 
 #[tokio::test(flavor = "multi_thread")]
