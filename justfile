@@ -119,6 +119,8 @@ stage2 := stage1 + " -f stack/compose.lgtm.yaml"
 stage3 := stage2 + " -f stack/compose.collector.yaml"
 stage4 := stage3 + " -f stack/compose.dashboard.yaml"
 stage5 := stage4 + " -f stack/compose.faults.yaml"
+# Lab 7 adds no container: a second, traced service (labctl traffic) on lab 5's stack.
+stage7 := stage5
 all_stages := stage5 + " --profile app"
 
 # Lab 1: Postgres; the API runs on the host (`just run console`), or `just lab-1 container`
@@ -190,6 +192,18 @@ lab-5 app="host": (_up stage5 app) _collector-ready
     fi
     echo "Then: just traffic, watch the dashboard, just verify  |  checkpoint: just check 5  |  guide: labs/lab-5-verify/README.md"
 
+# Lab 7: lab 5's stack; `just traffic` is now the traced client todo-client, one trace across both services
+lab-7 app="host": (_up stage7 app) _collector-ready
+    #!/usr/bin/env bash
+    set -euo pipefail
+    source {{lab_env}}
+    echo
+    echo "Lab 7 is up: the service graph and client-vs-server latency are on http://127.0.0.1:$LAB_GRAFANA_PORT/d/todo-api-overview"
+    if [ "{{app}}" = host ]; then
+      echo "Next: restart the API so it runs this lab's code:  just run collector"
+    fi
+    echo "Then: just traffic --duration 60s (traced as todo-client)  |  checkpoint: just check 7  |  guide: labs/lab-7-propagation/README.md"
+
 # Stop the lab's containers; data volumes are kept
 down:
     {{compose}} {{all_stages}} down --remove-orphans
@@ -206,7 +220,7 @@ logs *services:
 status:
     {{compose}} {{all_stages}} ps --all
 
-# The checkpoint of lab N (1-5): a PASS/FAIL table with a fix for each failure
+# The checkpoint of lab N (1-5, 7): a PASS/FAIL table with a fix for each failure
 [positional-arguments]
 check n *args:
     @stack/labctl.sh check "$@"

@@ -1,6 +1,6 @@
 //! `labctl check N`: the checkpoint at the end of lab step N. Each step's checks include
-//! the earlier steps' (a learner on step 3 still needs the app of step 1), and step 5 is
-//! the full `verify`.
+//! the earlier steps' (a learner on step 3 still needs the app of step 1), step 5 is
+//! the full `verify`, and step 7 adds propagation (see [`crate::propagation`]) to step 3's.
 
 use anyhow::ensure;
 use reqwest::Client;
@@ -66,11 +66,14 @@ fn checkpoints(step: u8) -> Vec<Checkpoint> {
 }
 
 pub async fn run(step: u8, config: &CheckpointConfig) -> anyhow::Result<Report> {
-    ensure!((1..=5).contains(&step), "the lab has checkpoints 1 to 5");
+    ensure!(
+        (1..=5).contains(&step) || step == 7,
+        "the lab has checkpoints 1 to 5 and 7"
+    );
     let deadline = Instant::now() + config.verify.timeout;
     let client = http::client();
     let backends = Backends::new(&config.verify);
-    let list = checkpoints(step);
+    let list = checkpoints(if step == 7 { 3 } else { step });
     let names = list.iter().map(|c| c.name()).collect();
     let mut report = probe::settle(names, deadline, config.verify.progress, |i| {
         attempt(list[i], config, &client, &backends)
@@ -78,6 +81,9 @@ pub async fn run(step: u8, config: &CheckpointConfig) -> anyhow::Result<Report> 
     .await;
     if step == 5 {
         report.extend(verify::run(&config.verify).await);
+    }
+    if step == 7 {
+        report.extend(crate::propagation::run(&config.verify, &backends, deadline).await);
     }
     Ok(report)
 }

@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -8,6 +9,7 @@ use labctl::checks::{self, CheckpointConfig};
 use labctl::dashboard::DEFAULT_SCRAPE_INTERVAL;
 use labctl::duration;
 use labctl::lab;
+use labctl::telemetry::{self, ClientTelemetry, Destination};
 use labctl::tempo::QUERY_END_CUTOFF;
 use labctl::traffic::{self, TrafficConfig};
 use labctl::verify::{self, VerifyConfig};
@@ -29,7 +31,8 @@ enum Command {
     /// Check that traces, logs and metrics of the service arrived, and that every
     /// dashboard query returns data; prints a pass/fail table with fixes.
     Verify(VerifyArgs),
-    /// Run the checkpoint of lab step N (1 app, 2 LGTM, 3 collector, 4 dashboard, 5 verify).
+    /// Run the checkpoint of lab step N (1 app, 2 LGTM, 3 collector, 4 dashboard, 5 verify,
+    /// 7 propagation).
     Check(CheckArgs),
 }
 
@@ -59,6 +62,14 @@ struct TrafficArgs {
     /// No progress lines on stderr.
     #[arg(long)]
     quiet: bool,
+    /// Send no spans and no trace context. Otherwise requests are traced as todo-client
+    /// when OTEL_EXPORTER_OTLP_ENDPOINT is set or, for the lab's API, when the lab
+    /// collector (or else otel-lgtm) answers.
+    #[arg(long)]
+    no_telemetry: bool,
+    /// Another W3C baggage entry for every request, next to lab.run.id (repeatable).
+    #[arg(long = "baggage", value_name = "KEY=VALUE", value_parser = name_value)]
+    baggage: Vec<(String, String)>,
 }
 
 #[derive(Args)]
@@ -104,8 +115,8 @@ struct VerifyArgs {
 
 #[derive(Args)]
 struct CheckArgs {
-    /// Lab step, 1 to 5.
-    #[arg(value_parser = clap::value_parser!(u8).range(1..=5))]
+    /// Lab step, 1 to 5, or 7.
+    #[arg(value_parser = clap::value_parser!(u8).range(1..=7))]
     step: u8,
     /// The service's base URL.
     #[arg(long, default_value_t = lab::local_url(lab::APP_PORT))]
@@ -151,6 +162,45 @@ impl VerifyArgs {
     }
 }
 
+/// The run's tracer, or `None` (and why, on stderr) when the run is not traced.
+fn client_telemetry(args: &TrafficArgs) -> anyhow::Result<Option<Arc<ClientTelemetry>>> {
+    let env = telemetry::process_env;
+    let destination = telemetry::destination(
+        args.no_telemetry,
+        &args.base_url,
+        &env,
+        &telemetry::port_answers,
+    )?;
+    let shown = match &destination {
+        Destination::Off(reason) => {
+            if !args.quiet {
+                eprintln!("traffic: not traced ({reason})");
+            }
+            return Ok(None);
+        }
+        Destination::Environment(setting) => setting.clone(),
+        Destination::Lab { endpoint, name } => format!("{name} at {endpoint}"),
+    };
+    let api_name = lab::value(lab::SERVICE_NAME);
+    if env("OTEL_SERVICE_NAME").as_deref() == Some(api_name) {
+        eprintln!(
+            "labctl: warning: OTEL_SERVICE_NAME={api_name} is the API's name; the client's spans would pass \
+             for the API's own (unset it: labctl traffic is {})",
+            telemetry::SERVICE_NAME
+        );
+    }
+    let tracing = ClientTelemetry::start(destination, &env, &args.baggage)?;
+    if !args.quiet {
+        eprintln!(
+            "traffic: traced as {} to {shown}; baggage {}={}",
+            telemetry::SERVICE_NAME,
+            telemetry::RUN_ID_KEY,
+            tracing.run_id
+        );
+    }
+    Ok(Some(Arc::new(tracing)))
+}
+
 fn name_value(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .filter(|(name, _)| !name.is_empty())
@@ -160,6 +210,8 @@ fn name_value(text: &str) -> Result<(String, String), String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // One provider for every rustls user in the process, before any client is built.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match run(Cli::parse().command).await {
         Ok(code) => code,
         Err(error) => {
@@ -176,6 +228,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 (None, None) => Some(Duration::from_secs(60)),
                 (duration, _) => duration,
             };
+            let tracing = client_telemetry(&args)?;
             let config = TrafficConfig {
                 base_url: args.base_url,
                 duration,
@@ -185,7 +238,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 seed: args.seed,
                 progress: !args.quiet,
             };
-            let summary = traffic::run(&config).await?;
+            let summary = traffic::run_traced(&config, tracing.clone()).await?;
+            if let Some(tracing) = tracing {
+                tracing.shutdown().await;
+            }
             print!("{}", summary.render());
             if let Some(path) = args.json {
                 std::fs::write(&path, summary.to_json())

@@ -36,6 +36,20 @@ pub struct TransportErrors {
     pub example: String,
 }
 
+/// One traced request worth opening in Tempo.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceSample {
+    pub trace_id: String,
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+    /// As the client measured it, body included.
+    pub milliseconds: f64,
+}
+
+/// How many trace ids of each kind the summary keeps.
+pub const TRACE_SAMPLES: usize = 5;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub seed: u64,
@@ -46,6 +60,15 @@ pub struct Summary {
     /// Planned requests not sent because an earlier create or delete of their unit
     /// did not do what was planned, which makes their answer unpredictable.
     pub skipped: u64,
+    /// The `lab.run.id` baggage entry of a traced run (the API copies it onto its spans).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// Traced requests answered with a 5xx (the first few).
+    #[serde(default)]
+    pub server_error_traces: Vec<TraceSample>,
+    /// The slowest traced requests, slowest first.
+    #[serde(default)]
+    pub slowest_traces: Vec<TraceSample>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -127,6 +150,19 @@ impl Summary {
                 count: 1,
                 example: error.into(),
             }),
+        }
+    }
+
+    /// Keeps `sample` if it is a 5xx among the first few, or among the slowest so far.
+    pub fn record_trace(&mut self, sample: TraceSample) {
+        if sample.status >= 500 && self.server_error_traces.len() < TRACE_SAMPLES {
+            self.server_error_traces.push(sample.clone());
+        }
+        let slowest = &mut self.slowest_traces;
+        let at = slowest.partition_point(|kept| kept.milliseconds >= sample.milliseconds);
+        if at < TRACE_SAMPLES {
+            slowest.insert(at, sample);
+            slowest.truncate(TRACE_SAMPLES);
         }
     }
 
@@ -278,7 +314,39 @@ impl Summary {
             "Client errors (4xx share; shown separately, not errors): {:.2}%",
             totals.client_error_rate * 100.0
         );
+        self.render_traces(&mut out);
         out
+    }
+
+    fn render_traces(&self, out: &mut String) {
+        let Some(run_id) = &self.run_id else {
+            return;
+        };
+        let _ = writeln!(
+            out,
+            "\nTraced as todo-client, baggage lab.run.id={run_id}. Open one in Tempo \
+             (Grafana > Explore > Tempo, paste the trace id):"
+        );
+        for (what, samples) in [
+            ("5xx", &self.server_error_traces),
+            ("slowest", &self.slowest_traces),
+        ] {
+            for sample in samples {
+                let _ = writeln!(
+                    out,
+                    "  {what:<8} {}  {} {} -> {} in {:.1} ms",
+                    sample.trace_id,
+                    sample.method,
+                    sample.route,
+                    sample.status,
+                    sample.milliseconds
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "Every span of this run, client and API: {{ span.lab.run.id = \"{run_id}\" }}"
+        );
     }
 }
 
@@ -364,6 +432,42 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(value["totals"]["status_5xx"], 1);
         assert_eq!(value["totals"]["error_rate"], 0.1);
+    }
+
+    fn trace(id: &str, status: u16, milliseconds: f64) -> TraceSample {
+        TraceSample {
+            trace_id: id.into(),
+            method: "GET".into(),
+            route: "/health".into(),
+            status,
+            milliseconds,
+        }
+    }
+
+    #[test]
+    fn keeps_the_first_5xx_and_the_slowest_traces() {
+        let mut summary = Summary::new(1);
+        summary.run_id = Some("run-1".into());
+        for i in 0..20 {
+            let status = if i % 3 == 0 { 500 } else { 200 };
+            summary.record_trace(trace(&format!("t{i}"), status, f64::from(i % 7)));
+        }
+        assert_eq!(summary.server_error_traces.len(), TRACE_SAMPLES);
+        assert!(summary.server_error_traces.iter().all(|t| t.status == 500));
+        let times: Vec<f64> = summary
+            .slowest_traces
+            .iter()
+            .map(|t| t.milliseconds)
+            .collect();
+        assert_eq!(times, [6.0, 6.0, 5.0, 5.0, 5.0]);
+        let table = summary.render();
+        assert!(table.contains("Open one in Tempo"), "{table}");
+        assert!(table.contains("5xx      t0"), "{table}");
+        assert!(table.contains(r#"span.lab.run.id = "run-1""#), "{table}");
+        assert!(
+            !sample().render().contains("Tempo"),
+            "an untraced run names no traces"
+        );
     }
 
     #[test]

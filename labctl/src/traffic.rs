@@ -11,7 +11,8 @@ use reqwest::{Client, Method, Url};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use crate::plan::{Body, Bounded, Plan, ROUTE_TODOS, Request, Target};
-use crate::summary::Summary;
+use crate::summary::{Summary, TraceSample};
+use crate::telemetry::ClientTelemetry;
 
 /// Ceilings that keep a typo from turning the lab into a load test.
 pub const MAX_DURATION: Duration = Duration::from_secs(600);
@@ -95,10 +96,20 @@ struct Shared {
     client: Client,
     base_url: Url,
     deadline: Instant,
+    telemetry: Option<Arc<ClientTelemetry>>,
 }
 
 /// Runs the plan for `config.seed` and returns what was sent and answered.
 pub async fn run(config: &TrafficConfig) -> anyhow::Result<Summary> {
+    run_traced(config, None).await
+}
+
+/// [`run`], each request in a CLIENT span of `telemetry` (when given) whose context the
+/// request carries; the summary then names the traces to look at.
+pub async fn run_traced(
+    config: &TrafficConfig,
+    telemetry: Option<Arc<ClientTelemetry>>,
+) -> anyhow::Result<Summary> {
     config.check()?;
     ensure_listening(&config.base_url).await?;
 
@@ -111,13 +122,16 @@ pub async fn run(config: &TrafficConfig) -> anyhow::Result<Summary> {
     // A slow answer must not be followed by a burst that "catches up" on the rate.
     pacer.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let started = Instant::now();
+    let mut summary = Summary::new(config.seed);
+    summary.run_id = telemetry.as_ref().map(|t| t.run_id.clone());
     let shared = Arc::new(Shared {
         plan: Mutex::new(Plan::new(config.seed).bounded(config.requests)),
         pacer: tokio::sync::Mutex::new(pacer),
-        summary: Mutex::new(Summary::new(config.seed)),
+        summary: Mutex::new(summary),
         client,
         base_url: config.base_url.clone(),
         deadline: started + config.time_limit(),
+        telemetry,
     });
 
     let progress = config
@@ -220,7 +234,11 @@ async fn send(shared: &Shared, request: &Request, path: &str) -> Option<Answer> 
         }
     };
     let method = Method::from_bytes(request.method.as_bytes()).expect("plan methods are valid");
-    let mut builder = shared.client.request(method, url);
+    let mut headers = reqwest::header::HeaderMap::new();
+    let span = shared.telemetry.as_ref().map(|telemetry| {
+        telemetry.start_request(request.method, &url, request.route, &mut headers)
+    });
+    let mut builder = shared.client.request(method, url).headers(headers);
     builder = match &request.body {
         Some(Body::Json(body)) => builder.json(body),
         Some(Body::Malformed(text)) => builder.header(CONTENT_TYPE, "application/json").body(*text),
@@ -229,6 +247,9 @@ async fn send(shared: &Shared, request: &Request, path: &str) -> Option<Answer> 
     let response = match builder.send().await {
         Ok(response) => response,
         Err(error) => {
+            if let Some(span) = span {
+                span.failed(&error);
+            }
             record_error(shared, request, &describe(&error));
             return None;
         }
@@ -242,6 +263,21 @@ async fn send(shared: &Shared, request: &Request, path: &str) -> Option<Answer> 
     // Reading the body to its end lets the connection be reused; its content only matters
     // for a create, which carries the id later requests of the unit address.
     let body = response.bytes().await.unwrap_or_default();
+    if let Some(span) = span {
+        let sample = TraceSample {
+            trace_id: span.trace_id(),
+            method: request.method.to_owned(),
+            route: request.route.to_owned(),
+            status,
+            milliseconds: span.elapsed().as_secs_f64() * 1000.0,
+        };
+        span.answered(status);
+        shared
+            .summary
+            .lock()
+            .expect("summary lock")
+            .record_trace(sample);
+    }
     let created = (request.method == "POST" && status == 201)
         .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
         .flatten()

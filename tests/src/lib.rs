@@ -3,6 +3,7 @@
 //! - [`postgres`]: a throwaway Postgres cluster (or `DATABASE_URL`), one fresh database
 //!   per test;
 //! - [`app`]: the real `todo-api` binary as a child process on a random port;
+//! - [`binaries`]: the workspace's built binaries, refused when stale;
 //! - [`otlp`]: an OTLP receiver (gRPC and HTTP/protobuf) that records what it gets;
 //! - [`native`]: the native Prometheus, sink and lab collector, started through
 //!   `stack/native/run.sh` on free loopback ports;
@@ -13,7 +14,10 @@
 //! - [`load`]: bounded concurrent load, latency percentiles, a process's resident memory;
 //! - [`binaries`]: the workspace's binaries in cargo's target directory;
 //! - [`problem`]: the assertions on the service's problem+json answers;
-//! - [`tls`]: a throwaway PKI and a TLS front (optionally mTLS) for a plain receiver.
+//! - [`tls`]: a throwaway PKI and a TLS front (optionally mTLS) for a plain receiver;
+//! - [`sink_spans`]: the spans in the native sink's file;
+//! - [`tempo_service_graph`]: Tempo's service-graph series, computed from spans and
+//!   remote-written into Prometheus (Tempo itself is container-only).
 
 pub mod app;
 pub mod binaries;
@@ -26,6 +30,8 @@ pub mod problem;
 pub mod process;
 pub mod proxy;
 pub mod restartable_postgres;
+pub mod sink_spans;
+pub mod tempo_service_graph;
 pub mod tls;
 
 use std::{path::PathBuf, time::Duration};

@@ -19,9 +19,22 @@ fn tempo_panel_problems(dashboard: &Json) -> Vec<String> {
         panels.extend(panel["panels"].as_array().into_iter().flatten());
     }
     let mut problems = Vec::new();
+    // A service map does not search Tempo: Grafana reads the generator's series from
+    // Prometheus, which has no such cutoff.
+    let searches = |panel: &&Json| {
+        let targets = panel["targets"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        targets.is_empty()
+            || !targets
+                .iter()
+                .all(|target| target["queryType"] == "serviceMap")
+    };
     for panel in panels
         .into_iter()
         .filter(|p| p["datasource"]["type"] == "tempo")
+        .filter(searches)
     {
         let title = panel["title"].as_str().unwrap_or("?");
         match panel["timeShift"].as_str().map(duration::parse) {
@@ -102,6 +115,13 @@ fn the_cutoff_check_rejects_what_it_should() {
         silent.len() == 1 && silent[0].contains("should say why"),
         "{silent:?}"
     );
+    // A service map reads Prometheus, not Tempo's search.
+    let service_map = panel(serde_json::json!({"targets": [{"queryType": "serviceMap"}]}));
+    assert!(tempo_panel_problems(&service_map).is_empty());
+    let mixed = panel(
+        serde_json::json!({"targets": [{"queryType": "serviceMap"}, {"queryType": "traceql"}]}),
+    );
+    assert_eq!(tempo_panel_problems(&mixed).len(), 1);
     // Only Tempo panels are held to it.
     let prometheus =
         serde_json::json!({"panels": [{"title": "rate", "datasource": {"type": "prometheus"}}]});

@@ -35,8 +35,8 @@ pub(super) fn register_metrics(meter: &Meter) {
     let _ = REQUEST_DURATION.set(histogram);
 }
 
-/// Opens the server span of each request (continuing an incoming W3C `traceparent`) and
-/// records its duration.
+/// Opens the server span of each request (continuing an incoming W3C `traceparent`, with
+/// the allow-listed `baggage` entries as attributes) and records its duration.
 pub struct HttpTelemetry;
 
 impl<E: Endpoint> Middleware<E> for HttpTelemetry {
@@ -65,10 +65,12 @@ impl<E: Endpoint> Endpoint for HttpTelemetryEndpoint<E> {
         });
         let context = match super::tracer() {
             Some(tracer) => {
+                let mut attributes = request_attributes(&req, method, route);
+                attributes.extend(super::baggage::span_attributes(&parent));
                 let span = tracer
                     .span_builder(span_name(method, route))
                     .with_kind(SpanKind::Server)
-                    .with_attributes(request_attributes(&req, method, route))
+                    .with_attributes(attributes)
                     .start_with_context(tracer, &parent);
                 parent.with_span(span)
             }

@@ -2,6 +2,7 @@
 //! `OTEL_*` variables, the HTTP middleware (server spans + request duration metric) and
 //! the database client spans. Handlers contain no telemetry code.
 
+pub mod baggage;
 pub mod db;
 mod exporters;
 pub mod http;
@@ -22,7 +23,6 @@ use opentelemetry_sdk::{
     Resource,
     logs::{BatchLogProcessor, SdkLoggerProvider},
     metrics::SdkMeterProvider,
-    propagation::TraceContextPropagator,
     trace::{SdkTracer, SdkTracerProvider},
 };
 use opentelemetry_semantic_conventions::SCHEMA_URL;
@@ -72,7 +72,8 @@ pub fn init() -> anyhow::Result<Telemetry> {
         telemetry.logger_provider = logger_provider(&resource)?;
     }
 
-    global::set_text_map_propagator(TraceContextPropagator::new());
+    global::set_text_map_propagator(baggage::propagator()?);
+    baggage::init()?;
     if let Some(provider) = &telemetry.tracer_provider {
         use opentelemetry::trace::TracerProvider as _;
         let _ = TRACER.set(provider.tracer_with_scope(scope()));

@@ -53,6 +53,7 @@ struct Target {
     datasource: Option<DatasourceRef>,
     expr: Option<String>,
     query: Option<String>,
+    query_type: Option<String>,
     hide: Option<bool>,
     instant: Option<bool>,
     range: Option<bool>,
@@ -189,9 +190,17 @@ fn collect_queries(panels: &[Panel], variables: &[Variable], out: &mut Vec<Panel
                 own => own.as_ref(),
             };
             let backend = resolve_backend(datasource, variables);
-            let text = match backend {
-                Backend::Tempo => target.query.as_deref(),
-                _ => target.expr.as_deref().or(target.query.as_deref()),
+            // A Tempo service map has no TraceQL: Grafana draws it from the series Tempo's
+            // metrics generator writes to Prometheus (`labctl check 7` reads them).
+            let service_map =
+                backend == Backend::Tempo && target.query_type.as_deref() == Some("serviceMap");
+            let (backend, text) = match backend {
+                _ if service_map => (
+                    Backend::Other("tempo service map (see labctl check 7)".into()),
+                    Some("serviceMap"),
+                ),
+                Backend::Tempo => (Backend::Tempo, target.query.as_deref()),
+                other => (other, target.expr.as_deref().or(target.query.as_deref())),
             };
             out.push(PanelQuery {
                 panel: title.to_owned(),

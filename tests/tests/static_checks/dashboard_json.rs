@@ -14,8 +14,9 @@ const DATASOURCE_UIDS: [&str; 3] = ["prometheus", "tempo", "loki"];
 
 /// Panel types the lab's dashboards use; `graph` and `singlestat` are the deprecated
 /// Angular panels Grafana no longer renders.
-const PANEL_TYPES: [&str; 8] = [
+const PANEL_TYPES: [&str; 9] = [
     "row",
+    "nodeGraph",
     "timeseries",
     "stat",
     "gauge",
@@ -143,7 +144,9 @@ fn dashboard_problems(dashboard: &Json) -> Vec<String> {
             .filter_map(|t| t["expr"].as_str().or(t["query"].as_str()))
             .filter(|q| !q.trim().is_empty())
             .collect();
-        if queries.is_empty() {
+        // A Tempo service map is Grafana's own query of the generator's series.
+        let service_map = targets.iter().any(|t| t["queryType"] == "serviceMap");
+        if queries.is_empty() && !service_map {
             problems.push(format!("{at}: no target with a query (`expr` or `query`)"));
         }
         let mut quantiles = false;
@@ -213,7 +216,11 @@ fn promql_problems(expr: &str) -> Vec<String> {
                 "series {metric} is not one the lab produces ({KNOWN_SERIES:?})"
             ));
         }
+        // The one exception: labctl traffic's own CLIENT spans, for client-observed latency.
+        let client =
+            matchers.contains(r#"service_name="todo-client", span_kind="SPAN_KIND_CLIENT""#);
         if metric.starts_with("traces_span_metrics_")
+            && !client
             && !(matchers.contains(r#"span_kind="SPAN_KIND_SERVER""#)
                 && matchers.contains(r#"service_name=~"$service""#))
         {
