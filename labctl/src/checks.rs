@@ -1,6 +1,6 @@
 //! `labctl check N`: the checkpoint at the end of lab step N. Each step's checks include
-//! the earlier steps' (a learner on step 3 still needs the app of step 1), and step 5 is
-//! the full `verify`.
+//! the earlier steps' (a learner on step 3 still needs the app of step 1), step 5 is
+//! the full `verify`, and step 6 adds the collectors' pipeline health on top.
 
 use anyhow::ensure;
 use reqwest::Client;
@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use crate::http::{self, ApiError};
 use crate::lab;
+use crate::pipeline_health;
 use crate::probe::{self, Outcome, Report};
 use crate::verify::{self, Backends, Signal, VerifyConfig};
 
@@ -29,6 +30,7 @@ enum Checkpoint {
     Collector,
     Dashboard,
     Signal(Signal),
+    Pipeline(pipeline_health::Check),
 }
 
 impl Checkpoint {
@@ -40,6 +42,7 @@ impl Checkpoint {
             Self::Collector => "collector: health_check extension".into(),
             Self::Dashboard => "grafana: dashboard provisioned".into(),
             Self::Signal(signal) => signal.name().into(),
+            Self::Pipeline(check) => check.name().into(),
         }
     }
 }
@@ -62,11 +65,14 @@ fn checkpoints(step: u8) -> Vec<Checkpoint> {
     if step >= 4 {
         list.push(Checkpoint::Dashboard);
     }
+    if step >= 6 {
+        list.extend(pipeline_health::ALL.map(Checkpoint::Pipeline));
+    }
     list
 }
 
 pub async fn run(step: u8, config: &CheckpointConfig) -> anyhow::Result<Report> {
-    ensure!((1..=5).contains(&step), "the lab has checkpoints 1 to 5");
+    ensure!((1..=6).contains(&step), "the lab has checkpoints 1 to 6");
     let deadline = Instant::now() + config.verify.timeout;
     let client = http::client();
     let backends = Backends::new(&config.verify);
@@ -76,7 +82,7 @@ pub async fn run(step: u8, config: &CheckpointConfig) -> anyhow::Result<Report> 
         attempt(list[i], config, &client, &backends)
     })
     .await;
-    if step == 5 {
+    if step >= 5 {
         report.extend(verify::run(&config.verify).await);
     }
     Ok(report)
@@ -154,6 +160,7 @@ async fn attempt(
                 .probe(backends, &config.verify.service, verify::DEFAULT_WINDOW)
                 .await
         }
+        Checkpoint::Pipeline(check) => check.probe(&backends.prometheus).await,
     }
 }
 

@@ -29,7 +29,7 @@ enum Command {
     /// Check that traces, logs and metrics of the service arrived, and that every
     /// dashboard query returns data; prints a pass/fail table with fixes.
     Verify(VerifyArgs),
-    /// Run the checkpoint of lab step N (1 app, 2 LGTM, 3 collector, 4 dashboard, 5 verify).
+    /// Run the checkpoint of lab step N (1 app, 2 LGTM, 3 collector, 4 dashboard, 5 verify, 6 gateways).
     Check(CheckArgs),
 }
 
@@ -104,8 +104,8 @@ struct VerifyArgs {
 
 #[derive(Args)]
 struct CheckArgs {
-    /// Lab step, 1 to 5.
-    #[arg(value_parser = clap::value_parser!(u8).range(1..=5))]
+    /// Lab step, 1 to 6.
+    #[arg(value_parser = clap::value_parser!(u8).range(1..=6))]
     step: u8,
     /// The service's base URL.
     #[arg(long, default_value_t = lab::local_url(lab::APP_PORT))]
