@@ -54,10 +54,21 @@ fn parse_objects(file: &str, text: &str) -> Result<Vec<Object>, String> {
             continue;
         }
         let kind = value["kind"].as_str().unwrap_or_default().to_owned();
-        fn typed<T: serde::de::DeserializeOwned>(file: &str, value: Yaml) -> Result<Box<T>, String> {
-            serde_norway::from_value(value)
-                .map(Box::new)
-                .map_err(|e| format!("{file}: {e}"))
+        fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(
+            file: &str,
+            value: Yaml,
+        ) -> Result<Box<T>, String> {
+            let object: T = serde_norway::from_value(value.clone()).map_err(|e| format!("{file}: {e}"))?;
+            // The types skip fields they do not know: written back, such a field (a typo,
+            // a field of another API version) is missing.
+            let written = serde_norway::to_value(&object).map_err(|e| format!("{file}: {e}"))?;
+            let mut unknown = Vec::new();
+            unknown_fields(&value, &written, String::new(), &mut unknown);
+            if unknown.is_empty() {
+                Ok(Box::new(object))
+            } else {
+                Err(format!("{file}: fields the Kubernetes API does not have: {}", unknown.join(", ")))
+            }
         }
         objects.push(match kind.as_str() {
             "Namespace" => typed::<Namespace>(file, value).map(|_| Object::Other)?,
@@ -72,6 +83,27 @@ fn parse_objects(file: &str, text: &str) -> Result<Vec<Object>, String> {
         });
     }
     Ok(objects)
+}
+
+/// Paths of `original` that `written` (the typed object serialized again) lacks.
+fn unknown_fields(original: &Yaml, written: &Yaml, path: String, found: &mut Vec<String>) {
+    match (original, written) {
+        (Yaml::Mapping(a), Yaml::Mapping(b)) => {
+            for (key, value) in a {
+                let name = format!("{path}.{}", key.as_str().unwrap_or("?"));
+                match b.get(key) {
+                    Some(other) => unknown_fields(value, other, name, found),
+                    None => found.push(name),
+                }
+            }
+        }
+        (Yaml::Sequence(a), Yaml::Sequence(b)) => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                unknown_fields(x, y, format!("{path}[{i}]"), found);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// `name:tag`, with a tag that is a version: not missing, not `latest`.
@@ -269,8 +301,12 @@ fn the_manifest_check_rejects_what_it_should() {
     assert!(check(&other)[0].contains("not one compose runs"));
     let no_probe = good.replace("          readinessProbe: {httpGet: {path: /, port: 13133}}\n", "");
     assert!(check(&no_probe)[0].contains("no readinessProbe"));
-    let typo = good.replace("containers:", "containerz:");
-    assert!(!check(&typo).is_empty(), "a misspelt field does not parse");
+    let typo = good.replace("readinessProbe:", "readinesProbe:");
+    assert!(
+        check(&typo).iter().any(|p| p.contains("fields the Kubernetes API does not have: .spec.template.spec.containers[0].readinesProbe")),
+        "{:?}",
+        check(&typo)
+    );
     let unknown = good.replace("kind: Deployment", "kind: CronTab");
     assert!(check(&unknown)[0].contains("not one this check reads"));
 }
