@@ -1,6 +1,8 @@
 //! Checkpoint 6's pipeline-health checks against recorded Prometheus answers (the
 //! `/api/v1/query` vector format of the Prometheus HTTP API docs, "Instant queries").
 
+// Shared with checkpoints.rs and verify_backends.rs; this file uses part of it.
+#[allow(dead_code)]
 mod fixture_server;
 
 use fixture_server::{FixtureServer, on};
@@ -34,7 +36,10 @@ async fn refused_data_fails_as_data_being_dropped() {
     let (outcome, _) = probe(Check::NothingRefused, "prometheus/scalar_vector_17.json").await;
     match outcome {
         Outcome::Fail { reason, fix } => {
-            assert!(reason.contains("17 items refused: data is being dropped"), "{reason}");
+            assert!(
+                reason.contains("17 items refused: data is being dropped"),
+                "{reason}"
+            );
             assert!(fix.contains("Collector pipeline"), "{fix}");
         }
         other => panic!("{other:?}"),
@@ -47,7 +52,10 @@ async fn refused_data_fails_as_data_being_dropped() {
 #[tokio::test]
 async fn a_missing_gateway_waits() {
     let (outcome, _) = probe(Check::GatewaysReporting, "prometheus/empty_vector.json").await;
-    assert!(matches!(outcome, Outcome::Waiting { ref reason, .. } if reason.contains("0 of 2")), "{outcome:?}");
+    assert!(
+        matches!(outcome, Outcome::Waiting { ref reason, .. } if reason.contains("0 of 2")),
+        "{outcome:?}"
+    );
     let (outcome, _) = probe(Check::GatewaysReporting, "prometheus/scalar_vector_2.json").await;
     assert_eq!(outcome, Outcome::Pass("2 of 2".into()));
 }

@@ -126,7 +126,10 @@ impl GatewayStack {
             ("PROMETHEUS_BIN", prometheus_bin),
             ("PROMETHEUS_LISTEN", prometheus_listen),
             ("LAB_GATEWAY_CERTS", certs.display().to_string()),
-            ("COLLECTOR_EXPORT_METRICS_ENDPOINT", metrics_endpoint.clone()),
+            (
+                "COLLECTOR_EXPORT_METRICS_ENDPOINT",
+                metrics_endpoint.clone(),
+            ),
             ("COLLECTOR_SELF_METRICS_ENDPOINT", metrics_endpoint),
             (
                 "COLLECTOR_SELF_METRICS_INTERVAL",
@@ -233,7 +236,10 @@ impl GatewayStack {
         };
         let mut out = tail("agent".into(), self.agent_output());
         for gateway in &self.gateways {
-            out.push_str(&tail(format!("gateway {}", gateway.number), gateway.output()));
+            out.push_str(&tail(
+                format!("gateway {}", gateway.number),
+                gateway.output(),
+            ));
         }
         out
     }
@@ -319,11 +325,19 @@ pub fn read_spans(path: &Path) -> Vec<SinkSpan> {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned();
-            for scope in resource_spans["scopeSpans"].as_array().into_iter().flatten() {
+            for scope in resource_spans["scopeSpans"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
                 for span in scope["spans"].as_array().into_iter().flatten() {
                     let text = |field: &str| span[field].as_str().unwrap_or_default().to_owned();
-                    let nanos =
-                        |field: &str| span[field].as_str().and_then(|t| t.parse().ok()).unwrap_or(0);
+                    let nanos = |field: &str| {
+                        span[field]
+                            .as_str()
+                            .and_then(|t| t.parse().ok())
+                            .unwrap_or(0)
+                    };
                     spans.push(SinkSpan {
                         trace_id: text("traceId"),
                         span_id: text("spanId"),
@@ -351,7 +365,9 @@ fn attributes(list: &Value) -> BTreeMap<String, Value> {
             let value = &attribute["value"];
             let plain = if let Some(text) = value["stringValue"].as_str() {
                 Value::from(text)
-            } else if let Some(int) = value["intValue"].as_str().and_then(|i| i.parse::<i64>().ok())
+            } else if let Some(int) = value["intValue"]
+                .as_str()
+                .and_then(|i| i.parse::<i64>().ok())
             {
                 Value::from(int)
             } else if let Some(boolean) = value["boolValue"].as_bool() {

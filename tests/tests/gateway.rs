@@ -53,7 +53,10 @@ async fn gateways_sample_whole_traces_and_red_stays_exact() {
         .unwrap_or_else(|e| panic!("gateway stack: {e:#}"));
     let app = TestApp::spawn_with(&[
         ("OTEL_SERVICE_NAME", "todo-api"),
-        (lab::RESOURCE_ATTRIBUTES, lab::value(lab::RESOURCE_ATTRIBUTES)),
+        (
+            lab::RESOURCE_ATTRIBUTES,
+            lab::value(lab::RESOURCE_ATTRIBUTES),
+        ),
         ("OTEL_TRACES_EXPORTER", "otlp"),
         ("OTEL_LOGS_EXPORTER", "otlp"),
         ("OTEL_METRICS_EXPORTER", "otlp"),
@@ -70,7 +73,10 @@ async fn gateways_sample_whole_traces_and_red_stays_exact() {
     let summary = gateway_support::traffic(&app.address, &stack.dir, SEED, REQUESTS, RATE).await;
     let totals = summary.totals();
     assert_eq!(totals.transport_errors, 0, "{:?}", summary.transport_errors);
-    assert!(totals.status_5xx > 0, "the fault switch produced no 5xx: {totals:?}");
+    assert!(
+        totals.status_5xx > 0,
+        "the fault switch produced no 5xx: {totals:?}"
+    );
     let exit = app.shutdown();
     assert!(exit.success(), "todo-api exited with {exit}");
     let sent = gateway_support::sent_by_key(&summary);
@@ -81,11 +87,18 @@ async fn gateways_sample_whole_traces_and_red_stays_exact() {
     // ---- RED: the span metrics count every request, sampled or not ---------------------
     let span_counts = eventually(SETTLE, || async {
         let counts = gateway_support::counts(&prometheus, gateway_support::SPAN_COUNTS).await;
-        if counts == sent { Ok(counts) } else { Err(format!("span metrics {counts:?}\n sent {sent:?}")) }
+        if counts == sent {
+            Ok(counts)
+        } else {
+            Err(format!("span metrics {counts:?}\n sent {sent:?}"))
+        }
     })
     .await
     .unwrap_or_else(|e| {
-        panic!("span-metrics counts differ from what labctl sent: {e}\n{}", stack.log_tails(15))
+        panic!(
+            "span-metrics counts differ from what labctl sent: {e}\n{}",
+            stack.log_tails(15)
+        )
     });
 
     // ---- the gateways decided on every trace -------------------------------------------
@@ -118,7 +131,10 @@ async fn gateways_sample_whole_traces_and_red_stays_exact() {
         .map(|spans| spans.iter().map(|s| s.trace_id.as_str()).collect())
         .collect();
     let split: Vec<&&str> = ids[0].intersection(&ids[1]).collect();
-    assert!(split.is_empty(), "traces split across both gateways: {split:?}");
+    assert!(
+        split.is_empty(),
+        "traces split across both gateways: {split:?}"
+    );
     assert!(
         !ids[0].is_empty() && !ids[1].is_empty(),
         "both gateways kept traces: {} and {}",
@@ -132,7 +148,10 @@ async fn gateways_sample_whole_traces_and_red_stays_exact() {
             .iter()
             .filter(|s| !s.parent_span_id.is_empty() && !spans.contains(s.parent_span_id.as_str()))
             .collect();
-        assert!(orphans.is_empty(), "trace {id} is not whole: parents missing for {orphans:?}");
+        assert!(
+            orphans.is_empty(),
+            "trace {id} is not whole: parents missing for {orphans:?}"
+        );
     }
 
     // ---- what was kept, against what was sent ------------------------------------------
@@ -196,8 +215,14 @@ async fn gateways_sample_whole_traces_and_red_stays_exact() {
         "Collector pipeline panels without data:\n{}",
         empty_panels.join("\n")
     );
-    assert_eq!(errors_kept, errors_sent, "every trace with an error is kept");
-    assert_eq!(slow_kept, slow_sent, "every request on the slow route is kept");
+    assert_eq!(
+        errors_kept, errors_sent,
+        "every trace with an error is kept"
+    );
+    assert_eq!(
+        slow_kept, slow_sent,
+        "every request on the slow route is kept"
+    );
     assert!(
         (fast_kept as f64 - expected).abs() <= bound,
         "{fast_kept} of {fast_sent} fast OK traces kept; {:.0} % would be {expected:.1} +- {bound:.1}",
@@ -225,7 +250,10 @@ async fn dashboard_queries_without_data(prometheus: &Prometheus) -> Vec<String> 
     let mut empty = Vec::new();
     for panel in dashboard["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().into_iter().flatten() {
-            let expr = target["expr"].as_str().unwrap().replace("$__rate_interval", "1m");
+            let expr = target["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$__rate_interval", "1m");
             // An exporter's send_failed counter appears with its first failure: in a
             // healthy run it has no series (gateway_faults.rs sees it).
             if expr.contains("send_failed") && !expr.contains("or vector(0)") {
@@ -253,13 +281,17 @@ impl Health {
     async fn read(prometheus: &Prometheus) -> Self {
         // Counters are pushed every second; wait until the agent's sent count and the
         // gateways' accepted count agree, or give up and report them as they are.
-        let sent_expr = r#"sum(otelcol_exporter_sent_spans_total{job="lab-agent", exporter="load_balancing"})"#;
-        let accepted_expr =
-            r#"sum(otelcol_receiver_accepted_spans_total{job=~"lab-gateway-.*"})"#;
+        let sent_expr =
+            r#"sum(otelcol_exporter_sent_spans_total{job="lab-agent", exporter="load_balancing"})"#;
+        let accepted_expr = r#"sum(otelcol_receiver_accepted_spans_total{job=~"lab-gateway-.*"})"#;
         let _ = eventually(Duration::from_secs(15), || async {
             let sent = value(prometheus, sent_expr).await;
             let accepted = value(prometheus, accepted_expr).await;
-            if sent > 0.0 && sent == accepted { Ok(()) } else { Err(()) }
+            if sent > 0.0 && sent == accepted {
+                Ok(())
+            } else {
+                Err(())
+            }
         })
         .await;
         Self {

@@ -12,7 +12,12 @@ fn read(path: &str) -> Yaml {
 }
 
 fn strings(value: &Yaml) -> Vec<&str> {
-    value.as_sequence().into_iter().flatten().filter_map(Yaml::as_str).collect()
+    value
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(Yaml::as_str)
+        .collect()
 }
 
 fn problems(agent: &Yaml, gateway: &Yaml, lab_collector: &Yaml) -> Vec<String> {
@@ -25,12 +30,17 @@ fn problems(agent: &Yaml, gateway: &Yaml, lab_collector: &Yaml) -> Vec<String> {
     if !exporters.contains(&"span_metrics") {
         problems.push("agent.yaml: the traces pipeline does not feed span_metrics".into());
     }
-    if strings(&traces["processors"]).iter().any(|p| p.starts_with("tail_sampling") || p.starts_with("probabilistic")) {
+    if strings(&traces["processors"])
+        .iter()
+        .any(|p| p.starts_with("tail_sampling") || p.starts_with("probabilistic"))
+    {
         problems.push("agent.yaml: the agent samples: span_metrics must see every span".into());
     }
     for exporter in exporters.iter().filter(|e| e.starts_with("load_balancing")) {
         if agent["exporters"][*exporter]["routing_key"].as_str() != Some("traceID") {
-            problems.push(format!("agent.yaml: {exporter} does not route traces by traceID"));
+            problems.push(format!(
+                "agent.yaml: {exporter} does not route traces by traceID"
+            ));
         }
     }
     if !exporters.iter().any(|e| e.starts_with("load_balancing")) {
@@ -39,13 +49,18 @@ fn problems(agent: &Yaml, gateway: &Yaml, lab_collector: &Yaml) -> Vec<String> {
     for protocol in ["grpc", "http"] {
         let receiver = &gateway["receivers"]["otlp"]["protocols"][protocol];
         if receiver["tls"]["cert_file"].as_str().is_none() {
-            problems.push(format!("gateway.yaml: the OTLP {protocol} receiver does not require TLS"));
+            problems.push(format!(
+                "gateway.yaml: the OTLP {protocol} receiver does not require TLS"
+            ));
         }
         if receiver["auth"]["authenticator"].as_str().is_none() {
-            problems.push(format!("gateway.yaml: the OTLP {protocol} receiver has no authenticator"));
+            problems.push(format!(
+                "gateway.yaml: the OTLP {protocol} receiver has no authenticator"
+            ));
         }
     }
-    if !strings(&gateway["service"]["pipelines"]["traces"]["processors"]).contains(&"tail_sampling") {
+    if !strings(&gateway["service"]["pipelines"]["traces"]["processors"]).contains(&"tail_sampling")
+    {
         problems.push("gateway.yaml: the traces pipeline has no tail_sampling".into());
     }
     problems
@@ -73,12 +88,16 @@ fn the_design_check_rejects_what_it_should() {
     };
     let cases: [(Yaml, Yaml, &str); 5] = [
         (
-            edit(&agent, &|a| a["connectors"]["span_metrics"]["metrics_flush_interval"] = "60s".into()),
+            edit(&agent, &|a| {
+                a["connectors"]["span_metrics"]["metrics_flush_interval"] = "60s".into()
+            }),
             gateway.clone(),
             "span_metrics differs",
         ),
         (
-            edit(&agent, &|a| a["exporters"]["load_balancing"]["routing_key"] = "service".into()),
+            edit(&agent, &|a| {
+                a["exporters"]["load_balancing"]["routing_key"] = "service".into()
+            }),
             gateway.clone(),
             "does not route traces by traceID",
         ),
@@ -92,17 +111,24 @@ fn the_design_check_rejects_what_it_should() {
         ),
         (
             agent.clone(),
-            edit(&gateway, &|g| g["receivers"]["otlp"]["protocols"]["http"]["tls"] = Yaml::Null),
+            edit(&gateway, &|g| {
+                g["receivers"]["otlp"]["protocols"]["http"]["tls"] = Yaml::Null
+            }),
             "OTLP http receiver does not require TLS",
         ),
         (
             agent.clone(),
-            edit(&gateway, &|g| g["receivers"]["otlp"]["protocols"]["grpc"]["auth"] = Yaml::Null),
+            edit(&gateway, &|g| {
+                g["receivers"]["otlp"]["protocols"]["grpc"]["auth"] = Yaml::Null
+            }),
             "OTLP grpc receiver has no authenticator",
         ),
     ];
     for (agent, gateway, expected) in cases {
         let found = problems(&agent, &gateway, &lab);
-        assert!(found.len() == 1 && found[0].contains(expected), "{expected}: {found:?}");
+        assert!(
+            found.len() == 1 && found[0].contains(expected),
+            "{expected}: {found:?}"
+        );
     }
 }

@@ -29,7 +29,8 @@ const APP_EXPORT_DELAY_MS: u64 = 500;
 /// A request that started this long before the kill may not be decided on yet: the
 /// app's export delay, the agent's batch (200 ms), decision_wait, the sampler's 1 s
 /// tick, the gateway's batch (200 ms), and 2 s of slack for a loaded machine.
-const IN_FLIGHT: Duration = Duration::from_millis(APP_EXPORT_DELAY_MS + 200 + 2000 + 1000 + 200 + 2000);
+const IN_FLIGHT: Duration =
+    Duration::from_millis(APP_EXPORT_DELAY_MS + 200 + 2000 + 1000 + 200 + 2000);
 const BEFORE: Duration = Duration::from_secs(10);
 const OUTAGE: Duration = Duration::from_secs(6);
 const AFTER: Duration = Duration::from_secs(5);
@@ -82,7 +83,11 @@ async fn a_dead_gateway_loses_only_its_undecided_traces_and_the_app_never_slows(
             let (client, url) = (client.clone(), url.clone());
             async move {
                 let sent = Instant::now();
-                let ok = client.get(&url).send().await.is_ok_and(|r| r.status().is_success());
+                let ok = client
+                    .get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
                 let latency = sent.elapsed();
                 tokio::time::sleep(PACE).await;
                 (ok, latency)
@@ -102,7 +107,10 @@ async fn a_dead_gateway_loses_only_its_undecided_traces_and_the_app_never_slows(
     let exit = app.shutdown();
     assert!(exit.success(), "todo-api exited with {exit}");
     let traffic_done = started.elapsed();
-    assert!(samples.iter().all(|s| s.outcome.0), "every request was answered 200");
+    assert!(
+        samples.iter().all(|s| s.outcome.0),
+        "every request was answered 200"
+    );
 
     // ---- the app's latency: before the kill, and while the gateway was down -----------
     // The request's own latency (the load's includes the pause between requests).
@@ -110,7 +118,11 @@ async fn a_dead_gateway_loses_only_its_undecided_traces_and_the_app_never_slows(
         samples
             .iter()
             .filter(|s| keep(s.started))
-            .map(|s| Sample { started: s.started, latency: s.outcome.1, outcome: () })
+            .map(|s| Sample {
+                started: s.started,
+                latency: s.outcome.1,
+                outcome: (),
+            })
             .collect()
     };
     let before = latencies(&|started| started < killed_at);
@@ -145,7 +157,11 @@ async fn a_dead_gateway_loses_only_its_undecided_traces_and_the_app_never_slows(
         // each trace once.
         let mut seen = std::collections::BTreeSet::new();
         for (i, gateway) in stack.gateways.iter().enumerate() {
-            for span in gateway.spans().iter().filter(|s| s.kind == SERVER_KIND && s.text("http.route") == "/api/v1/todos") {
+            for span in gateway
+                .spans()
+                .iter()
+                .filter(|s| s.kind == SERVER_KIND && s.text("http.route") == "/api/v1/todos")
+            {
                 if !seen.insert(span.trace_id.clone()) {
                     continue;
                 }
@@ -168,7 +184,12 @@ async fn a_dead_gateway_loses_only_its_undecided_traces_and_the_app_never_slows(
         }
     })
     .await
-    .unwrap_or_else(|e| panic!("traces outside the in-flight window were lost: {e}\n{}", stack.log_tails(15)));
+    .unwrap_or_else(|e| {
+        panic!(
+            "traces outside the in-flight window were lost: {e}\n{}",
+            stack.log_tails(15)
+        )
+    });
     let settled = started.elapsed();
     let lost_in_flight = sent[1].saturating_sub(got[1]);
     // What the "Collector pipeline" dashboard showed meanwhile: gateway 2's own metrics
@@ -179,9 +200,10 @@ async fn a_dead_gateway_loses_only_its_undecided_traces_and_the_app_never_slows(
     let reporting = r#"count(time() - timestamp(otelcol_process_uptime_seconds_total{job=~"lab-gateway-.*"}) < 3)"#;
     let mid_outage = start_s + (killed_at + OUTAGE / 2).as_secs_f64();
     let reporting_mid_outage = match prometheus.instant(reporting, mid_outage).await {
-        Ok(labctl::prom::QueryData::Vector(samples)) => {
-            samples.first().and_then(|s| s.value.as_ref()).map_or(0.0, |v| v.value())
-        }
+        Ok(labctl::prom::QueryData::Vector(samples)) => samples
+            .first()
+            .and_then(|s| s.value.as_ref())
+            .map_or(0.0, |v| v.value()),
         other => panic!("`{reporting}`: {other:?}"),
     };
 
@@ -207,13 +229,25 @@ async fn a_dead_gateway_loses_only_its_undecided_traces_and_the_app_never_slows(
         traffic_done.as_secs_f64(),
         settled.as_secs_f64()
     );
-    assert_eq!(got[0], sent[0], "every trace decided before the kill arrived, once");
-    assert_eq!(got[2], sent[2], "every trace of the outage arrived once the gateway was back");
+    assert_eq!(
+        got[0], sent[0],
+        "every trace decided before the kill arrived, once"
+    );
+    assert_eq!(
+        got[2], sent[2],
+        "every trace of the outage arrived once the gateway was back"
+    );
     assert_eq!(got[3], sent[3], "every trace after the restart arrived");
     assert!(got[1] <= sent[1], "no trace arrived twice");
-    assert!(got[1] > 0, "the surviving gateway's share of the in-flight traces arrived");
+    assert!(
+        got[1] > 0,
+        "the surviving gateway's share of the in-flight traces arrived"
+    );
     assert!(on_each[1] > 0, "the restarted gateway took its share again");
-    assert_eq!(reporting_mid_outage, 1.0, "the outage shows: one gateway reporting");
+    assert_eq!(
+        reporting_mid_outage, 1.0,
+        "the outage shows: one gateway reporting"
+    );
     assert!(
         p99_during <= p99_before * 2 + Duration::from_millis(25),
         "the app slowed while a gateway was down: p99 {p99_during:?} against {p99_before:?} before"

@@ -72,7 +72,12 @@ fn client_trusting(ca_pem: &[u8]) -> reqwest::Client {
 }
 
 /// POSTs one span to `url`/v1/traces; the HTTP status, or the transport error's text.
-async fn post(client: &reqwest::Client, url: &str, token: Option<&str>, service: &str) -> Result<u16, String> {
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    service: &str,
+) -> Result<u16, String> {
     let (request, _) = one_span(service);
     let mut builder = client
         .post(format!("{url}/v1/traces"))
@@ -99,7 +104,13 @@ async fn gateways_refuse_clients_without_tls_or_token() {
 
     // ---- refused -----------------------------------------------------------------------
     let no_token = post(&trusted, &gateway.https_url, None, "no-token").await;
-    let wrong_token = post(&trusted, &gateway.https_url, Some("not-the-token"), "wrong-token").await;
+    let wrong_token = post(
+        &trusted,
+        &gateway.https_url,
+        Some("not-the-token"),
+        "wrong-token",
+    )
+    .await;
     let plain_url = gateway.https_url.replacen("https://", "http://", 1);
     let plain_http = post(&trusted, &plain_url, Some(&token), "plain-http").await;
     let other_ca_dir = stack.dir.join("other-ca");
@@ -127,13 +138,19 @@ async fn gateways_refuse_clients_without_tls_or_token() {
     eprintln!(
         "gateway 1 answers: no token {no_token:?} | wrong token {wrong_token:?} | plain HTTP {plain_http:?} | \
          untrusted CA {} | plain gRPC {plain_grpc:?} | CA + token {accepted:?}",
-        unknown_ca.as_ref().map_or_else(|e| shorten(e), |s| s.to_string())
+        unknown_ca
+            .as_ref()
+            .map_or_else(|e| shorten(e), |s| s.to_string())
     );
     assert_eq!(no_token, Ok(401), "no token");
     assert_eq!(wrong_token, Ok(401), "wrong token");
     // Go's TLS server answers a plain-text HTTP request with a 400 and closes.
-    assert!(plain_http.as_ref().is_err() || plain_http.as_ref().is_ok_and(|s| *s == 400), "plain HTTP: {plain_http:?}");
-    let unknown_ca = unknown_ca.expect_err("a client that does not trust the lab CA gets no connection");
+    assert!(
+        plain_http.as_ref().is_err() || plain_http.as_ref().is_ok_and(|s| *s == 400),
+        "plain HTTP: {plain_http:?}"
+    );
+    let unknown_ca =
+        unknown_ca.expect_err("a client that does not trust the lab CA gets no connection");
     // Both CAs carry the lab's CA name, so rustls finds "the" issuer and then its
     // signature does not match (BadSignature); another name would be UnknownIssuer.
     assert!(
@@ -145,12 +162,29 @@ async fn gateways_refuse_clients_without_tls_or_token() {
 
     // ---- what arrived, and what the gateway's metrics say --------------------------------
     let arrived = eventually(Duration::from_secs(30), || async {
-        let services: Vec<String> = gateway.spans().into_iter().map(|s| s.service_name).collect();
-        if services.iter().any(|s| s == "with-token") { Ok(services) } else { Err(format!("{services:?}")) }
+        let services: Vec<String> = gateway
+            .spans()
+            .into_iter()
+            .map(|s| s.service_name)
+            .collect();
+        if services.iter().any(|s| s == "with-token") {
+            Ok(services)
+        } else {
+            Err(format!("{services:?}"))
+        }
     })
     .await
-    .unwrap_or_else(|e| panic!("the accepted span never reached the sink: {e}\n{}", stack.log_tails(20)));
-    assert_eq!(arrived, ["with-token"], "only the accepted request's span arrived");
+    .unwrap_or_else(|e| {
+        panic!(
+            "the accepted span never reached the sink: {e}\n{}",
+            stack.log_tails(20)
+        )
+    });
+    assert_eq!(
+        arrived,
+        ["with-token"],
+        "only the accepted request's span arrived"
+    );
 
     let prometheus = Prometheus::new(labctl::http::client(), &stack.prometheus_url);
     let unauthorized = r#"sum(http_server_request_duration_seconds_count{job="lab-gateway-1", http_response_status_code="401"})"#;
@@ -165,9 +199,17 @@ async fn gateways_refuse_clients_without_tls_or_token() {
         r#"sum(otelcol_receiver_accepted_spans_total{job="lab-gateway-1"})"#,
     )
     .await;
-    eprintln!("gateway 1 metrics: {refused} requests answered 401; {accepted_spans} spans accepted");
-    assert_eq!(refused, 2.0, "the two token failures, and only those, answered 401");
-    assert_eq!(accepted_spans, 1.0, "the receiver took exactly the one authorised span");
+    eprintln!(
+        "gateway 1 metrics: {refused} requests answered 401; {accepted_spans} spans accepted"
+    );
+    assert_eq!(
+        refused, 2.0,
+        "the two token failures, and only those, answered 401"
+    );
+    assert_eq!(
+        accepted_spans, 1.0,
+        "the receiver took exactly the one authorised span"
+    );
 }
 
 fn shorten(text: &str) -> String {

@@ -58,7 +58,8 @@ fn parse_objects(file: &str, text: &str) -> Result<Vec<Object>, String> {
             file: &str,
             value: Yaml,
         ) -> Result<Box<T>, String> {
-            let object: T = serde_norway::from_value(value.clone()).map_err(|e| format!("{file}: {e}"))?;
+            let object: T =
+                serde_norway::from_value(value.clone()).map_err(|e| format!("{file}: {e}"))?;
             // The types skip fields they do not know: written back, such a field (a typo,
             // a field of another API version) is missing.
             let written = serde_norway::to_value(&object).map_err(|e| format!("{file}: {e}"))?;
@@ -67,7 +68,10 @@ fn parse_objects(file: &str, text: &str) -> Result<Vec<Object>, String> {
             if unknown.is_empty() {
                 Ok(Box::new(object))
             } else {
-                Err(format!("{file}: fields the Kubernetes API does not have: {}", unknown.join(", ")))
+                Err(format!(
+                    "{file}: fields the Kubernetes API does not have: {}",
+                    unknown.join(", ")
+                ))
             }
         }
         objects.push(match kind.as_str() {
@@ -79,7 +83,11 @@ fn parse_objects(file: &str, text: &str) -> Result<Vec<Object>, String> {
             "Deployment" => Object::Deployment(typed(file, value)?),
             "StatefulSet" => Object::StatefulSet(typed(file, value)?),
             "DaemonSet" => Object::DaemonSet(typed(file, value)?),
-            other => return Err(format!("{file}: kind `{other}` is not one this check reads")),
+            other => {
+                return Err(format!(
+                    "{file}: kind `{other}` is not one this check reads"
+                ));
+            }
         });
     }
     Ok(objects)
@@ -108,7 +116,10 @@ fn unknown_fields(original: &Yaml, written: &Yaml, path: String, found: &mut Vec
 
 /// `name:tag`, with a tag that is a version: not missing, not `latest`.
 fn image_problem(at: &str, image: &str, pinned: &BTreeSet<String>) -> Option<String> {
-    let tag = image.rsplit_once(':').map(|(_, tag)| tag).filter(|t| !t.contains('/'));
+    let tag = image
+        .rsplit_once(':')
+        .map(|(_, tag)| tag)
+        .filter(|t| !t.contains('/'));
     match tag {
         None => Some(format!("{at}: image `{image}` has no tag")),
         Some("latest") => Some(format!("{at}: image `{image}` is not pinned (latest)")),
@@ -128,7 +139,11 @@ fn compose_images() -> BTreeSet<String> {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         if name.starts_with("compose") && name.ends_with(".yaml") {
             let doc: Yaml = serde_norway::from_str(&read(&path)).unwrap();
-            for service in doc["services"].as_mapping().into_iter().flat_map(|m| m.values()) {
+            for service in doc["services"]
+                .as_mapping()
+                .into_iter()
+                .flat_map(|m| m.values())
+            {
                 if let Some(image) = service["image"].as_str()
                     && !image.ends_with(":local")
                 {
@@ -141,7 +156,10 @@ fn compose_images() -> BTreeSet<String> {
 }
 
 /// The problems of a set of manifests: typed parse, images, probes.
-fn manifest_problems(files: &[(String, String)], pinned: &BTreeSet<String>) -> (Vec<Object>, Vec<String>) {
+fn manifest_problems(
+    files: &[(String, String)],
+    pinned: &BTreeSet<String>,
+) -> (Vec<Object>, Vec<String>) {
     let mut problems = Vec::new();
     let mut all = Vec::new();
     for (file, text) in files {
@@ -181,7 +199,10 @@ fn strings(value: &Yaml) -> Vec<String> {
 #[test]
 fn manifests_parse_into_typed_objects_with_pinned_images() {
     let resources = strings(&kustomization()["resources"]);
-    assert!(!resources.is_empty(), "kustomization.yaml lists no resources");
+    assert!(
+        !resources.is_empty(),
+        "kustomization.yaml lists no resources"
+    );
     let files: Vec<(String, String)> = resources
         .iter()
         .map(|r| (r.clone(), read(&root().join("stack").join(r))))
@@ -199,7 +220,9 @@ fn manifests_parse_into_typed_objects_with_pinned_images() {
         })
         .collect();
     assert!(
-        ["DaemonSet", "StatefulSet", "Service"].iter().all(|k| kinds.contains(k)),
+        ["DaemonSet", "StatefulSet", "Service"]
+            .iter()
+            .all(|k| kinds.contains(k)),
         "the agent DaemonSet, gateway StatefulSet and their Service: {kinds:?}"
     );
 }
@@ -218,7 +241,9 @@ fn configmaps_are_made_from_the_files_compose_mounts() {
         ("lab-gateway-config", "collector/gateway.yaml"),
     ] {
         assert!(
-            generated.get(config_map).is_some_and(|files| files.iter().any(|f| f == file)),
+            generated
+                .get(config_map)
+                .is_some_and(|files| files.iter().any(|f| f == file)),
             "ConfigMap {config_map} is made from stack/{file}: {generated:?}"
         );
         assert!(
@@ -230,16 +255,25 @@ fn configmaps_are_made_from_the_files_compose_mounts() {
     let text = read(&root().join("stack/k8s/agent.yaml"));
     for key in &generated["lab-agent-config"] {
         let name = Path::new(key).file_name().unwrap().to_string_lossy();
-        assert!(text.contains(&format!("--config=/conf/{name}")), "the agent loads {name}");
+        assert!(
+            text.contains(&format!("--config=/conf/{name}")),
+            "the agent loads {name}"
+        );
     }
     let text = read(&root().join("stack/k8s/gateway.yaml"));
-    assert!(text.contains("--config=/conf/gateway.yaml"), "the gateways load gateway.yaml");
+    assert!(
+        text.contains("--config=/conf/gateway.yaml"),
+        "the gateways load gateway.yaml"
+    );
 }
 
 #[test]
 fn the_agent_resolves_the_gateways_through_their_headless_service() {
     let (objects, _) = manifest_problems(
-        &[("k8s/gateway.yaml".into(), read(&root().join("stack/k8s/gateway.yaml")))],
+        &[(
+            "k8s/gateway.yaml".into(),
+            read(&root().join("stack/k8s/gateway.yaml")),
+        )],
         &compose_images(),
     );
     let service = objects
@@ -269,37 +303,58 @@ fn the_agent_resolves_the_gateways_through_their_headless_service() {
     assert_eq!(set_spec.service_name, service.metadata.name);
     assert_eq!(set_spec.replicas, Some(2), "two gateways, as in compose");
 
-    let overlay: Yaml = serde_norway::from_str(&read(&root().join("stack/k8s/agent-k8s.yaml"))).unwrap();
+    let overlay: Yaml =
+        serde_norway::from_str(&read(&root().join("stack/k8s/agent-k8s.yaml"))).unwrap();
     let namespace = kustomization()["namespace"].as_str().unwrap().to_owned();
     let expected = format!("{}.{namespace}", service.metadata.name.as_deref().unwrap());
     for exporter in ["load_balancing", "load_balancing/metrics"] {
         let resolver = &overlay["exporters"][exporter]["resolver"];
-        assert!(resolver["static"].is_null(), "{exporter}: the static list is switched off");
-        assert_eq!(resolver["k8s"]["service"].as_str(), Some(expected.as_str()), "{exporter}");
+        assert!(
+            resolver["static"].is_null(),
+            "{exporter}: the static list is switched off"
+        );
         assert_eq!(
-            resolver["k8s"]["ports"].as_sequence().map(|p| p.iter().filter_map(Yaml::as_i64).collect::<Vec<_>>()),
+            resolver["k8s"]["service"].as_str(),
+            Some(expected.as_str()),
+            "{exporter}"
+        );
+        assert_eq!(
+            resolver["k8s"]["ports"]
+                .as_sequence()
+                .map(|p| p.iter().filter_map(Yaml::as_i64).collect::<Vec<_>>()),
             Some(vec![i64::from(grpc_port)]),
             "{exporter}: the Service's gRPC port"
         );
     }
     // The pod names the resolver returns (return_hostnames) are in the certificate.
     let certs = read(&root().join("stack/collector/make-certs.sh"));
-    assert!(certs.contains(&format!("DNS:*.{expected}")), "make-certs.sh covers *.{expected}");
+    assert!(
+        certs.contains(&format!("DNS:*.{expected}")),
+        "make-certs.sh covers *.{expected}"
+    );
 }
 
 #[test]
 fn the_manifest_check_rejects_what_it_should() {
-    let pinned: BTreeSet<String> = ["otel/opentelemetry-collector-contrib:0.159.0".to_owned()].into();
+    let pinned: BTreeSet<String> =
+        ["otel/opentelemetry-collector-contrib:0.159.0".to_owned()].into();
     let good = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec:\n      containers:\n        - name: c\n          image: otel/opentelemetry-collector-contrib:0.159.0\n          readinessProbe: {httpGet: {path: /, port: 13133}}\n";
     let check = |text: &str| manifest_problems(&[("f.yaml".into(), text.into())], &pinned).1;
     assert_eq!(check(good), Vec::<String>::new());
     let latest = good.replace(":0.159.0", ":latest");
-    assert!(check(&latest)[0].contains("not pinned"), "{:?}", check(&latest));
+    assert!(
+        check(&latest)[0].contains("not pinned"),
+        "{:?}",
+        check(&latest)
+    );
     let untagged = good.replace(":0.159.0", "");
     assert!(check(&untagged)[0].contains("has no tag"));
     let other = good.replace("0.159.0", "0.150.0");
     assert!(check(&other)[0].contains("not one compose runs"));
-    let no_probe = good.replace("          readinessProbe: {httpGet: {path: /, port: 13133}}\n", "");
+    let no_probe = good.replace(
+        "          readinessProbe: {httpGet: {path: /, port: 13133}}\n",
+        "",
+    );
     assert!(check(&no_probe)[0].contains("no readinessProbe"));
     let typo = good.replace("readinessProbe:", "readinesProbe:");
     assert!(
@@ -320,16 +375,23 @@ fn the_collector_merges_the_kubernetes_overlay_as_intended() {
     lab_tests::gateway::make_certs(dir.path()).unwrap();
     let certs = |file: &str| dir.path().join(file).display().to_string();
     let (ca, token) = (certs("ca.crt"), certs("token"));
-    let environment = [("LAB_GATEWAY_CA_FILE", ca.as_str()), ("LAB_GATEWAY_TOKEN_FILE", token.as_str())];
+    let environment = [
+        ("LAB_GATEWAY_CA_FILE", ca.as_str()),
+        ("LAB_GATEWAY_TOKEN_FILE", token.as_str()),
+    ];
     let agent = root().join("stack/collector/agent.yaml");
     let overlay = root().join("stack/k8s/agent-k8s.yaml");
-    let parse = |text: String| -> Yaml { serde_norway::from_str(&text).expect("print-config prints YAML") };
+    let parse =
+        |text: String| -> Yaml { serde_norway::from_str(&text).expect("print-config prints YAML") };
     let compose = parse(lab_tests::gateway::print_config(&[&agent], &environment).unwrap());
     let k8s = parse(lab_tests::gateway::print_config(&[&agent, &overlay], &environment).unwrap());
     for exporter in ["load_balancing", "load_balancing/metrics"] {
         let resolver = &k8s["exporters"][exporter]["resolver"];
         assert!(resolver["static"].is_null(), "{exporter}: {resolver:?}");
-        assert_eq!(resolver["k8s"]["service"].as_str(), Some("lab-gateway.otel-lab"));
+        assert_eq!(
+            resolver["k8s"]["service"].as_str(),
+            Some("lab-gateway.otel-lab")
+        );
         assert!(compose["exporters"][exporter]["resolver"]["k8s"].is_null());
         // The OTLP settings to each gateway (TLS, auth, queue) are the compose agent's.
         assert_eq!(
@@ -337,7 +399,10 @@ fn the_collector_merges_the_kubernetes_overlay_as_intended() {
             "{exporter}"
         );
     }
-    assert_eq!(k8s["service"], compose["service"], "the same pipelines and telemetry");
+    assert_eq!(
+        k8s["service"], compose["service"],
+        "the same pipelines and telemetry"
+    );
     assert_eq!(k8s["receivers"], compose["receivers"]);
     assert_eq!(k8s["processors"], compose["processors"]);
 }

@@ -33,8 +33,19 @@ pub async fn traffic(base_url: &str, dir: &Path, seed: u64, requests: u64, rate:
     let output = tokio::time::timeout(
         Duration::from_secs(120),
         tokio::process::Command::new(binary("labctl"))
-            .args(["traffic", "--base-url", base_url, "--seed", &seed.to_string()])
-            .args(["--requests", &requests.to_string(), "--rate", &rate.to_string()])
+            .args([
+                "traffic",
+                "--base-url",
+                base_url,
+                "--seed",
+                &seed.to_string(),
+            ])
+            .args([
+                "--requests",
+                &requests.to_string(),
+                "--rate",
+                &rate.to_string(),
+            ])
             .args(["--concurrency", "4", "--json"])
             .arg(&summary_path)
             .kill_on_drop(true)
