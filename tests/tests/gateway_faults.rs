@@ -28,17 +28,17 @@ const DECISION_WAIT: &str = "2s";
 const APP_EXPORT_DELAY_MS: u64 = 500;
 /// A request that started this long before the kill may not be decided on yet: the
 /// app's export delay, the agent's batch (200 ms), decision_wait, the sampler's 1 s
-/// tick, the gateway's batch (200 ms), and 2 s of slack for a loaded machine.
+/// tick, the gateway's batch (200 ms), and 3 s of slack for a loaded machine.
 const IN_FLIGHT: Duration =
-    Duration::from_millis(APP_EXPORT_DELAY_MS + 200 + 2000 + 1000 + 200 + 2000);
-const BEFORE: Duration = Duration::from_secs(10);
+    Duration::from_millis(APP_EXPORT_DELAY_MS + 200 + 2000 + 1000 + 200 + 3000);
+const BEFORE: Duration = Duration::from_secs(12);
 const OUTAGE: Duration = Duration::from_secs(6);
 const AFTER: Duration = Duration::from_secs(5);
 /// Each worker waits this long between requests: about 2 x 25 requests per second.
 const PACE: Duration = Duration::from_millis(40);
 /// Requests this close to a window's edge are not compared (client and server clocks
-/// see a request start up to a few ms apart).
-const MARGIN: Duration = Duration::from_millis(50);
+/// see a request start apart; on a loaded machine, by up to a few hundred ms).
+const MARGIN: Duration = Duration::from_millis(250);
 
 fn unix(time: SystemTime) -> f64 {
     time.duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
