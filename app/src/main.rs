@@ -15,6 +15,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
+    // One process-wide rustls provider for any client that asks for the default (sqlx's
+    // Postgres TLS); the exporters name theirs explicitly.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let settings = Settings::from_env()?;
     // The gRPC exporter needs the Tokio runtime, so telemetry starts inside it.
     let telemetry = telemetry::init()?;

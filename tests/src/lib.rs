@@ -11,7 +11,8 @@
 //! - [`restartable_postgres`]: a cluster of one test's own, to stop and start again;
 //! - [`lab_collector`]: the lab collector alone, to kill and start again;
 //! - [`gateway`]: the lab 6 agent and two gateways, with Prometheus and a sink each;
-//! - [`load`]: bounded concurrent load, latency percentiles, a process's resident memory.
+//! - [`load`]: bounded concurrent load, latency percentiles, a process's resident memory;
+//! - [`tls`]: a throwaway PKI and a TLS front (optionally mTLS) for a plain receiver.
 
 pub mod app;
 pub mod gateway;
@@ -23,6 +24,7 @@ pub mod postgres;
 pub mod process;
 pub mod proxy;
 pub mod restartable_postgres;
+pub mod tls;
 
 use std::{path::PathBuf, time::Duration};
 

@@ -3,7 +3,11 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{Arc, Mutex},
+    io::Read as _,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -86,6 +90,24 @@ struct Store {
     traces: Mutex<Vec<ExportTraceServiceRequest>>,
     metrics: Mutex<Vec<ExportMetricsServiceRequest>>,
     logs: Mutex<Vec<ExportLogsServiceRequest>>,
+    /// The `authorization` value a request must carry, if any.
+    required: Option<String>,
+    refused: AtomicUsize,
+    gzipped: AtomicUsize,
+}
+
+impl Store {
+    /// Whether a request with this `authorization` value gets in; counts refusals.
+    fn admits(&self, authorization: Option<&str>) -> bool {
+        let admitted = self
+            .required
+            .as_deref()
+            .is_none_or(|required| authorization == Some(required));
+        if !admitted {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+        }
+        admitted
+    }
 }
 
 /// Listens on two random loopback ports until dropped.
@@ -108,17 +130,56 @@ impl Drop for OtlpReceiver {
 
 impl OtlpReceiver {
     pub async fn start() -> Self {
-        let store = Arc::new(Store::default());
+        Self::start_with(Store::default()).await
+    }
+
+    /// A receiver that answers 401 (HTTP) or UNAUTHENTICATED (gRPC) to any request whose
+    /// `authorization` header is not `authorization`.
+    pub async fn start_requiring(authorization: &str) -> Self {
+        Self::start_with(Store {
+            required: Some(authorization.to_owned()),
+            ..Store::default()
+        })
+        .await
+    }
+
+    async fn start_with(store: Store) -> Self {
+        use tonic::codec::CompressionEncoding::Gzip;
+        let store = Arc::new(store);
         let grpc = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind gRPC");
         let grpc_endpoint = format!("http://{}", grpc.local_addr().expect("addr"));
         let service = Grpc(store.clone());
+        let check = {
+            let store = store.clone();
+            move |request: tonic::Request<()>| {
+                let metadata = request.metadata();
+                if metadata.get("grpc-encoding").is_some_and(|v| v == "gzip") {
+                    store.gzipped.fetch_add(1, Ordering::SeqCst);
+                }
+                let authorization = metadata.get("authorization").and_then(|v| v.to_str().ok());
+                if store.admits(authorization) {
+                    Ok(request)
+                } else {
+                    Err(tonic::Status::unauthenticated("missing or wrong credentials"))
+                }
+            }
+        };
         let grpc_task = tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
-                .add_service(TraceServiceServer::new(service.clone()))
-                .add_service(MetricsServiceServer::new(service.clone()))
-                .add_service(LogsServiceServer::new(service))
+                .add_service(tonic::service::interceptor::InterceptedService::new(
+                    TraceServiceServer::new(service.clone()).accept_compressed(Gzip),
+                    check.clone(),
+                ))
+                .add_service(tonic::service::interceptor::InterceptedService::new(
+                    MetricsServiceServer::new(service.clone()).accept_compressed(Gzip),
+                    check.clone(),
+                ))
+                .add_service(tonic::service::interceptor::InterceptedService::new(
+                    LogsServiceServer::new(service).accept_compressed(Gzip),
+                    check,
+                ))
                 .serve_with_incoming(tonic::transport::server::TcpIncoming::from(grpc))
                 .await;
         });
@@ -202,6 +263,16 @@ impl OtlpReceiver {
             + self.store.logs.lock().expect("lock").len()
     }
 
+    /// Requests refused for missing or wrong credentials.
+    pub fn refused_count(&self) -> usize {
+        self.store.refused.load(Ordering::SeqCst)
+    }
+
+    /// Requests that arrived gzip-compressed.
+    pub fn gzipped_count(&self) -> usize {
+        self.store.gzipped.load(Ordering::SeqCst)
+    }
+
     /// Polls `check` until it returns `Some`, or panics after `timeout` with `what`.
     pub async fn wait_for<T>(
         &self,
@@ -280,9 +351,31 @@ async fn serve_http(listener: tokio::net::TcpListener, store: Arc<Store>) {
     #[handler]
     fn export(
         Path(signal): Path<String>,
+        headers: &poem::http::HeaderMap,
         body: Vec<u8>,
         store: Data<&Arc<Store>>,
     ) -> poem::Response {
+        let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+        if !store.admits(authorization) {
+            return poem::Response::builder()
+                .status(StatusCode::UNAUTHORIZED)
+                .finish();
+        }
+        let body = if headers.get("content-encoding").is_some_and(|v| v == "gzip") {
+            store.gzipped.fetch_add(1, Ordering::SeqCst);
+            let mut plain = Vec::new();
+            if flate2::read::GzDecoder::new(body.as_slice())
+                .read_to_end(&mut plain)
+                .is_err()
+            {
+                return poem::Response::builder()
+                    .status(StatusCode::BAD_REQUEST)
+                    .finish();
+            }
+            plain
+        } else {
+            body
+        };
         let accepted = match signal.as_str() {
             "traces" => ExportTraceServiceRequest::decode(body.as_ref())
                 .map(|request| store.traces.lock().expect("lock").push(request))

@@ -1,8 +1,12 @@
 //! Exporter plumbing: which exporter each signal uses, a wrapper that reports a failing
-//! backend once instead of once per batch, and log timestamps.
+//! backend once instead of once per batch (and says whether TLS or the credentials are
+//! the cause), and log timestamps.
 
 use std::{
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, SystemTime},
 };
 
@@ -16,6 +20,7 @@ use opentelemetry_sdk::{
     trace::{SpanData, SpanExporter},
 };
 
+use super::transport::{Failure, Verdict, grpc_rejection};
 use crate::config::var;
 
 /// The values of `OTEL_{TRACES,METRICS,LOGS}_EXPORTER` the service supports.
@@ -37,38 +42,84 @@ impl ExporterKind {
     }
 }
 
-/// Wraps an exporter so that an unreachable backend is reported once, when exports start
+/// Builds the OTLP exporter of one signal from its [`OtlpSettings`]: OTLP/HTTP always
+/// through the service's own client, gRPC through its own TLS channel for `https://`.
+/// (The three signals' builders share the methods but no trait that builds.)
+macro_rules! otlp_exporter {
+    ($builder:expr, $settings:expr, $verdict:expr) => {{
+        use opentelemetry_otlp::{WithHttpConfig as _, WithTonicConfig as _};
+        use $crate::telemetry::{otlp_env::Protocol, transport};
+        let settings: &$crate::telemetry::otlp_env::OtlpSettings = $settings;
+        let verdict: &std::sync::Arc<$crate::telemetry::transport::Verdict> = $verdict;
+        match settings.protocol {
+            Protocol::HttpProtobuf => $builder
+                .with_http()
+                .with_http_client(transport::http_client(settings, verdict.clone())?)
+                .build()?,
+            Protocol::Grpc => match settings.endpoint.as_deref().filter(|_| settings.uses_tls()) {
+                Some(endpoint) => $builder
+                    .with_tonic()
+                    .with_channel(transport::grpc_channel(settings, endpoint, verdict.clone())?)
+                    .build()?,
+                None => $builder.with_tonic().build()?,
+            },
+        }
+    }};
+}
+pub(crate) use otlp_exporter;
+
+/// Wraps an exporter so that a failing backend is reported once, when exports start
 /// failing, and once more when they succeed again - not on every batch.
 #[derive(Debug)]
 pub struct WarnOnce<E> {
     inner: E,
     signal: &'static str,
     failing: AtomicBool,
+    /// What the transport saw of the failure, if it could tell.
+    verdict: Arc<Verdict>,
 }
 
 impl<E> WarnOnce<E> {
-    pub fn new(signal: &'static str, inner: E) -> Self {
+    pub fn new(signal: &'static str, inner: E, verdict: Arc<Verdict>) -> Self {
         Self {
             inner,
             signal,
             failing: AtomicBool::new(false),
+            verdict,
         }
     }
 
     fn observe(&self, result: OTelSdkResult) -> OTelSdkResult {
         match &result {
             Ok(()) => {
+                self.verdict.take();
                 if self.failing.swap(false, Ordering::Relaxed) {
                     eprintln!("telemetry: {} export recovered", self.signal);
                 }
             }
             Err(error) => {
+                let failure = self
+                    .verdict
+                    .take()
+                    .or_else(|| grpc_rejection(&error.to_string()));
                 if !self.failing.swap(true, Ordering::Relaxed) {
-                    eprintln!(
-                        "telemetry: {} export failing ({error}); data is dropped until the \
-                         collector is reachable again (reported once)",
-                        self.signal
-                    );
+                    let signal = self.signal;
+                    // The SDK's error text names no header value; ours name none either.
+                    match failure {
+                        Some(Failure::Rejected(answer)) => eprintln!(
+                            "telemetry: {signal} export rejected: check the credentials (the \
+                             backend answered {answer}; they come from OTEL_EXPORTER_OTLP_HEADERS); \
+                             data is dropped (reported once)"
+                        ),
+                        Some(Failure::Tls(reason)) => eprintln!(
+                            "telemetry: {signal} export failing: TLS handshake failed: {reason}; \
+                             data is dropped until it succeeds (reported once)"
+                        ),
+                        None => eprintln!(
+                            "telemetry: {signal} export failing ({error}); data is dropped until \
+                             the collector is reachable again (reported once)"
+                        ),
+                    }
                 }
             }
         }

@@ -5,9 +5,11 @@
 pub mod db;
 mod exporters;
 pub mod http;
+pub mod otlp_env;
+mod transport;
 
 use std::{
-    sync::OnceLock,
+    sync::{Arc, OnceLock},
     thread,
     time::{Duration, Instant},
 };
@@ -25,7 +27,9 @@ use tracing_subscriber::{
 };
 
 use crate::config::var;
-use exporters::{ExporterKind, LogTimestamps, WarnOnce};
+use exporters::{ExporterKind, LogTimestamps, WarnOnce, otlp_exporter};
+use otlp_env::{OtlpSettings, Signal};
+use transport::Verdict;
 
 const DEFAULT_SERVICE_NAME: &str = "todo-api";
 /// Instrumentation scope of everything the service records itself.
@@ -151,10 +155,13 @@ fn tracer_provider(resource: &Resource) -> anyhow::Result<Option<SdkTracerProvid
                 .build(),
         ),
         ExporterKind::Otlp => {
-            let exporter = opentelemetry_otlp::SpanExporter::builder().build()?;
+            let settings = OtlpSettings::from_env(Signal::Traces)?;
+            let verdict = Arc::new(Verdict::default());
+            let exporter =
+                otlp_exporter!(opentelemetry_otlp::SpanExporter::builder(), &settings, &verdict);
             Some(
                 builder
-                    .with_batch_exporter(WarnOnce::new("traces", exporter))
+                    .with_batch_exporter(WarnOnce::new("traces", exporter, verdict))
                     .build(),
             )
         }
@@ -171,10 +178,13 @@ fn meter_provider(resource: &Resource) -> anyhow::Result<Option<SdkMeterProvider
                 .build(),
         ),
         ExporterKind::Otlp => {
-            let exporter = opentelemetry_otlp::MetricExporter::builder().build()?;
+            let settings = OtlpSettings::from_env(Signal::Metrics)?;
+            let verdict = Arc::new(Verdict::default());
+            let exporter =
+                otlp_exporter!(opentelemetry_otlp::MetricExporter::builder(), &settings, &verdict);
             Some(
                 builder
-                    .with_periodic_exporter(WarnOnce::new("metrics", exporter))
+                    .with_periodic_exporter(WarnOnce::new("metrics", exporter, verdict))
                     .build(),
             )
         }
@@ -195,8 +205,11 @@ fn logger_provider(resource: &Resource) -> anyhow::Result<Option<SdkLoggerProvid
                 .build(),
         ),
         ExporterKind::Otlp => {
-            let exporter = opentelemetry_otlp::LogExporter::builder().build()?;
-            let batch = BatchLogProcessor::builder(WarnOnce::new("logs", exporter)).build();
+            let settings = OtlpSettings::from_env(Signal::Logs)?;
+            let verdict = Arc::new(Verdict::default());
+            let exporter =
+                otlp_exporter!(opentelemetry_otlp::LogExporter::builder(), &settings, &verdict);
+            let batch = BatchLogProcessor::builder(WarnOnce::new("logs", exporter, verdict)).build();
             Some(
                 builder
                     .with_log_processor(LogTimestamps::new(batch))
