@@ -10,6 +10,7 @@ mod gateway_support;
 use std::time::Duration;
 
 use gateway_support::{eventually, value};
+use lab_tests::app::TestApp;
 use lab_tests::gateway::{GatewayStack, Options, make_certs};
 use labctl::prom::Prometheus;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -214,4 +215,106 @@ async fn gateways_refuse_clients_without_tls_or_token() {
 
 fn shorten(text: &str) -> String {
     text.chars().take(160).collect()
+}
+
+/// The app itself as the client of a gateway, as it would be of a managed backend: OTLP
+/// over TLS trusting the lab's private CA (`OTEL_EXPORTER_OTLP_CERTIFICATE`) with the
+/// bearer token in `OTEL_EXPORTER_OTLP_HEADERS` - its traces arrive. With another CA it
+/// says TLS once per signal and keeps serving at its normal latency.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_app_exports_to_a_gateway_over_tls_with_the_token() {
+    lab_tests::app::use_binary(gateway_support::binary("todo-api").to_str().unwrap());
+    let stack = GatewayStack::start(Options::default())
+        .await
+        .unwrap_or_else(|e| panic!("gateway stack: {e:#}"));
+    let gateway = &stack.gateways[0];
+    let header = format!("authorization=Bearer%20{}", stack.token());
+    let other_ca = stack.dir.join("other-ca");
+    make_certs(&other_ca).unwrap();
+    let mut results = Vec::new();
+    for (case, ca) in [
+        ("lab CA", stack.certs.join("ca.crt")),
+        ("another CA", other_ca.join("ca.crt")),
+    ] {
+        let ca = ca.display().to_string();
+        let service = format!("todo-api-{}", case.replace(' ', "-"));
+        let app = TestApp::spawn_with(&[
+            ("OTEL_SERVICE_NAME", service.as_str()),
+            ("OTEL_TRACES_EXPORTER", "otlp"),
+            ("OTEL_LOGS_EXPORTER", "none"),
+            ("OTEL_METRICS_EXPORTER", "none"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &gateway.https_url),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", &ca),
+            ("OTEL_EXPORTER_OTLP_HEADERS", &header),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+            // Every request an error: kept by the gateways' errors policy.
+            ("LAB_FAULT_ERROR_RATE", "1.0"),
+        ])
+        .await;
+        let mut latencies = Vec::new();
+        for _ in 0..40 {
+            let sent = std::time::Instant::now();
+            let status = app
+                .client
+                .get(app.url("/api/v1/todos"))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            latencies.push(sent.elapsed());
+            assert_eq!(status, 500, "the fault switch answers every request");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        latencies.sort();
+        let p95 = latencies[latencies.len() * 95 / 100];
+        let arrived = eventually(Duration::from_secs(15), || async {
+            let n = gateway
+                .spans()
+                .iter()
+                .filter(|s| s.service_name == service)
+                .count();
+            if n >= 40 { Ok(n) } else { Err(n) }
+        })
+        .await;
+        let output = app.output();
+        let tls_lines = output
+            .lines()
+            .filter(|l| l.contains("export failing: TLS"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        let token_shown = output.contains(&stack.token());
+        drop(app);
+        eprintln!(
+            "app -> gateway with the {case}: p95 {p95:?}, spans arrived {arrived:?}, TLS lines {tls_lines:?}"
+        );
+        results.push((case, p95, arrived, tls_lines, token_shown));
+    }
+    let (_, p95_ok, arrived_ok, tls_ok, shown_ok) = &results[0];
+    assert!(
+        arrived_ok.is_ok(),
+        "the app's spans reached the gateway: {arrived_ok:?}"
+    );
+    assert!(
+        tls_ok.is_empty(),
+        "no TLS failure with the lab CA: {tls_ok:?}"
+    );
+    let (_, p95_bad, arrived_bad, tls_bad, shown_bad) = &results[1];
+    assert!(
+        arrived_bad.is_err(),
+        "nothing arrives over an untrusted connection"
+    );
+    assert_eq!(
+        tls_bad.len(),
+        1,
+        "one TLS line for the one exporting signal: {tls_bad:?}"
+    );
+    assert!(
+        *p95_bad <= *p95_ok * 2 + Duration::from_millis(25),
+        "the app keeps its latency with a failing exporter: p95 {p95_bad:?} against {p95_ok:?}"
+    );
+    assert!(
+        !shown_ok && !shown_bad,
+        "the token never appears in the app's output"
+    );
 }
