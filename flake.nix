@@ -75,6 +75,8 @@
             shellcheck
             # `just bench`: the load generator it drives (pgbench comes with postgresql_16)
             wrk
+            # lab 6: stack/collector/make-certs.sh makes the CA and certificates
+            openssl
             # the tests: a throwaway Postgres cluster, Go to build the native collector and
             # Prometheus (stack/native), Python for the schemathesis contract test (pip
             # installs it: tests/contract/requirements.txt) and the benchmark script

@@ -119,9 +119,10 @@ stage2 := stage1 + " -f stack/compose.lgtm.yaml"
 stage3 := stage2 + " -f stack/compose.collector.yaml"
 stage4 := stage3 + " -f stack/compose.dashboard.yaml"
 stage5 := stage4 + " -f stack/compose.faults.yaml"
+stage6 := stage5 + " -f stack/compose.gateway.yaml"
 # Lab 7 adds no container: a second, traced service (labctl traffic) on lab 5's stack.
 stage7 := stage5
-all_stages := stage5 + " --profile app"
+all_stages := stage6 + " --profile app"
 
 # Lab 1: Postgres; the API runs on the host (`just run console`), or `just lab-1 container`
 lab-1 app="host": (_up stage1 app)
@@ -192,6 +193,33 @@ lab-5 app="host": (_up stage5 app) _collector-ready
     fi
     echo "Then: just traffic, watch the dashboard, just verify  |  checkpoint: just check 5  |  guide: labs/lab-5-verify/README.md"
 
+# Lab 6: the collector becomes an agent in front of two TLS + token gateways with tail sampling
+lab-6 app="host": certs (_up stage6 app) _collector-ready
+    #!/usr/bin/env bash
+    set -euo pipefail
+    source {{lab_env}}
+    for port in "$LAB_GATEWAY_1_HEALTH_PORT" "$LAB_GATEWAY_2_HEALTH_PORT"; do
+      curl --silent --fail --output /dev/null --retry 30 --retry-delay 1 --retry-all-errors "http://127.0.0.1:$port/" \
+        || { echo "a gateway's health endpoint (127.0.0.1:$port) did not answer; see: just logs gateway1 gateway2" >&2; exit 1; }
+    done
+    echo
+    echo "Lab 6 is up: agent on 127.0.0.1:$LAB_COLLECTOR_OTLP_GRPC_PORT/$LAB_COLLECTOR_OTLP_HTTP_PORT, gateways on 127.0.0.1:$LAB_GATEWAY_1_OTLP_HTTP_PORT and 127.0.0.1:$LAB_GATEWAY_2_OTLP_HTTP_PORT (TLS + token)."
+    echo "Dashboard: http://127.0.0.1:$LAB_GRAFANA_PORT/d/collector-pipeline"
+    if [ "{{app}}" = host ]; then
+      echo "Next: keep the fault switch on and export to the agent, as in lab 5:"
+      echo "  LAB_FAULT_ERROR_RATE=0.1 LAB_FAULT_LATENCY_MS=200 LAB_FAULT_ROUTES='/api/v1/todos/{todo_id}' just run collector"
+    fi
+    echo "Then: just traffic  |  checkpoint: just check 6  |  guide: labs/lab-6-gateway/README.md"
+
+# Lab 6's credentials: a private CA, the gateways' certificate and a bearer token in stack/collector/certs (kept if present)
+certs:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ -r stack/collector/certs/token ] && openssl x509 -checkend 86400 -noout -in stack/collector/certs/gateway.crt >/dev/null 2>&1; then
+      exit 0
+    fi
+    stack/collector/make-certs.sh
+
 # Lab 7: lab 5's stack; `just traffic` is now the traced client todo-client, one trace across both services
 lab-7 app="host": (_up stage7 app) _collector-ready
     #!/usr/bin/env bash
@@ -212,6 +240,14 @@ down:
 reset:
     {{compose}} {{all_stages}} down --remove-orphans --volumes
 
+# Stop some of the lab's containers, to see what their absence does (`just stop gateway2`)
+stop +services:
+    {{compose}} {{all_stages}} stop {{services}}
+
+# Start stopped containers again (`just start gateway2`)
+start +services:
+    {{compose}} {{all_stages}} start {{services}}
+
 # Follow the containers' logs: all of them, or some (`just logs collector`)
 logs *services:
     {{compose}} {{all_stages}} logs --follow --tail 100 {{services}}
@@ -220,7 +256,7 @@ logs *services:
 status:
     {{compose}} {{all_stages}} ps --all
 
-# The checkpoint of lab N (1-5, 7): a PASS/FAIL table with a fix for each failure
+# The checkpoint of lab N (1-7): a PASS/FAIL table with a fix for each failure
 [positional-arguments]
 check n *args:
     @stack/labctl.sh check "$@"

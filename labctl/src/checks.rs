@@ -1,6 +1,7 @@
 //! `labctl check N`: the checkpoint at the end of lab step N. Each step's checks include
 //! the earlier steps' (a learner on step 3 still needs the app of step 1), step 5 is
-//! the full `verify`, and step 7 adds propagation (see [`crate::propagation`]) to step 3's.
+//! the full `verify`, step 6 adds the collectors' pipeline health on top, and step 7
+//! adds propagation (see [`crate::propagation`]) to the services of step 4.
 
 use anyhow::ensure;
 use reqwest::Client;
@@ -8,6 +9,7 @@ use tokio::time::Instant;
 
 use crate::http::{self, ApiError};
 use crate::lab;
+use crate::pipeline_health;
 use crate::probe::{self, Outcome, Report};
 use crate::verify::{self, Backends, Signal, VerifyConfig};
 
@@ -29,6 +31,7 @@ enum Checkpoint {
     Collector,
     Dashboard,
     Signal(Signal),
+    Pipeline(pipeline_health::Check),
 }
 
 impl Checkpoint {
@@ -40,11 +43,13 @@ impl Checkpoint {
             Self::Collector => "collector: health_check extension".into(),
             Self::Dashboard => "grafana: dashboard provisioned".into(),
             Self::Signal(signal) => signal.name().into(),
+            Self::Pipeline(check) => check.name().into(),
         }
     }
 }
 
-/// The checks of step `step` (1 to 4; 5 adds `verify` on top of 4's services).
+/// The checks of step `step` (1 to 4; 5 adds `verify` on top of 4's services, 6 the
+/// pipeline health, 7 propagation).
 fn checkpoints(step: u8) -> Vec<Checkpoint> {
     let mut list = vec![Checkpoint::AppHealth, Checkpoint::AppReady];
     if step >= 2 {
@@ -62,14 +67,15 @@ fn checkpoints(step: u8) -> Vec<Checkpoint> {
     if step >= 4 {
         list.push(Checkpoint::Dashboard);
     }
+    // Lab 7 runs on lab 5's stack, without the gateways.
+    if step == 6 {
+        list.extend(pipeline_health::ALL.map(Checkpoint::Pipeline));
+    }
     list
 }
 
 pub async fn run(step: u8, config: &CheckpointConfig) -> anyhow::Result<Report> {
-    ensure!(
-        (1..=5).contains(&step) || step == 7,
-        "the lab has checkpoints 1 to 5 and 7"
-    );
+    ensure!((1..=7).contains(&step), "the lab has checkpoints 1 to 7");
     let deadline = Instant::now() + config.verify.timeout;
     let client = http::client();
     let backends = Backends::new(&config.verify);
@@ -79,7 +85,7 @@ pub async fn run(step: u8, config: &CheckpointConfig) -> anyhow::Result<Report> 
         attempt(list[i], config, &client, &backends)
     })
     .await;
-    if step == 5 {
+    if step == 5 || step == 6 {
         report.extend(verify::run(&config.verify).await);
     }
     if step == 7 {
@@ -160,6 +166,7 @@ async fn attempt(
                 .probe(backends, &config.verify.service, verify::DEFAULT_WINDOW)
                 .await
         }
+        Checkpoint::Pipeline(check) => check.probe(&backends.prometheus).await,
     }
 }
 

@@ -10,6 +10,7 @@ pub mod duration;
 pub mod http;
 pub mod lab;
 pub mod loki;
+pub mod pipeline_health;
 pub mod plan;
 pub mod probe;
 pub mod prom;

@@ -32,7 +32,7 @@ enum Command {
     /// dashboard query returns data; prints a pass/fail table with fixes.
     Verify(VerifyArgs),
     /// Run the checkpoint of lab step N (1 app, 2 LGTM, 3 collector, 4 dashboard, 5 verify,
-    /// 7 propagation).
+    /// 6 gateways, 7 propagation).
     Check(CheckArgs),
 }
 
@@ -115,7 +115,7 @@ struct VerifyArgs {
 
 #[derive(Args)]
 struct CheckArgs {
-    /// Lab step, 1 to 5, or 7.
+    /// Lab step, 1 to 7.
     #[arg(value_parser = clap::value_parser!(u8).range(1..=7))]
     step: u8,
     /// The service's base URL.

@@ -101,9 +101,9 @@ async fn a_database_outage_fails_checkpoint_1_with_the_fix() {
 }
 
 #[tokio::test]
-async fn there_are_five_checkpoints() {
+async fn there_are_seven_checkpoints() {
     assert!(
-        checks::run(6, &config("http://127.0.0.1:9", Duration::ZERO))
+        checks::run(8, &config("http://127.0.0.1:9", Duration::ZERO))
             .await
             .is_err()
     );

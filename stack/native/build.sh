@@ -2,8 +2,8 @@
 # Builds the lab's native OpenTelemetry Collector (otelcol-lab, from
 # builder-config.yaml) and Prometheus (from the prometheus/ wrapper module) with
 # the Go toolchain and the Go module proxy only, into a cache:
-#   ${OTEL_LAB_CACHE:-$HOME/.cache/otel-lab}/native/otelcol-<version>/otelcol-lab
-#   ${OTEL_LAB_CACHE:-$HOME/.cache/otel-lab}/native/prometheus-<version>/prometheus
+#   ${OTEL_LAB_CACHE:-$HOME/.cache/otel-lab}/native/otelcol-<version>-<manifest hash>/otelcol-lab
+#   ${OTEL_LAB_CACHE:-$HOME/.cache/otel-lab}/native/prometheus-<version>-<inputs hash>/prometheus
 # A binary is rebuilt only when its inputs (manifest or go.mod/go.sum, and this
 # script) change, so a warm run takes seconds.
 #
@@ -45,9 +45,12 @@ scratch="$(mktemp -d "$cache/scratch.XXXXXX")"
 trap 'rm -rf "$scratch"' EXIT
 
 # --- OpenTelemetry Collector -------------------------------------------------
-otelcol_dir="$cache/otelcol-$otelcol_version"
-otelcol_bin="$otelcol_dir/otelcol-lab"
 otelcol_hash="$(inputs_hash "$here/builder-config.yaml" "$here/build.sh")"
+# One directory per manifest, not per version: checkouts with different component lists
+# at the same release (branches, worktrees) share the cache without rebuilding over -
+# and replacing under a running test - each other's binary.
+otelcol_dir="$cache/otelcol-$otelcol_version-${otelcol_hash:0:12}"
+otelcol_bin="$otelcol_dir/otelcol-lab"
 if [[ -x "$otelcol_bin" && "$(cat "$otelcol_dir/inputs.sha256" 2>/dev/null)" == "$otelcol_hash" ]]; then
   log "otelcol-lab $otelcol_version is up to date"
 else
@@ -66,9 +69,9 @@ else
 fi
 
 # --- Prometheus --------------------------------------------------------------
-prometheus_dir="$cache/prometheus-$prometheus_version"
-prometheus_bin="$prometheus_dir/prometheus"
 prometheus_hash="$(inputs_hash "$here/prometheus/go.mod" "$here/prometheus/go.sum" "$here/build.sh")"
+prometheus_dir="$cache/prometheus-$prometheus_version-${prometheus_hash:0:12}"
+prometheus_bin="$prometheus_dir/prometheus"
 if [[ -x "$prometheus_bin" && "$(cat "$prometheus_dir/inputs.sha256" 2>/dev/null)" == "$prometheus_hash" ]]; then
   log "prometheus $prometheus_version is up to date"
 else

@@ -11,6 +11,7 @@
 //! - [`proxy`]: a TCP proxy a test can cut, to take a dependency away;
 //! - [`restartable_postgres`]: a cluster of one test's own, to stop and start again;
 //! - [`lab_collector`]: the lab collector alone, to kill and start again;
+//! - [`gateway`]: the lab 6 agent and two gateways, with Prometheus and a sink each;
 //! - [`load`]: bounded concurrent load, latency percentiles, a process's resident memory;
 //! - [`binaries`]: the workspace's binaries in cargo's target directory;
 //! - [`problem`]: the assertions on the service's problem+json answers;
@@ -21,6 +22,7 @@
 
 pub mod app;
 pub mod binaries;
+pub mod gateway;
 pub mod lab_collector;
 pub mod load;
 pub mod native;

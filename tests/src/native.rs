@@ -179,7 +179,7 @@ pub(crate) fn start_component(
 
 /// The collector and Prometheus binaries, from `stack/native/build.sh` (a no-op when its
 /// cache is warm; a cold build takes minutes and shows its progress on stderr).
-fn binaries() -> anyhow::Result<(String, String)> {
+pub(crate) fn binaries() -> anyhow::Result<(String, String)> {
     static BINARIES: OnceLock<Result<(String, String), String>> = OnceLock::new();
     BINARIES
         .get_or_init(|| {
