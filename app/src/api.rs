@@ -108,6 +108,12 @@ fn default_limit() -> i64 {
     100
 }
 
+/// The paging bounds of `GET /api/v1/todos`. The validator attributes below take
+/// literals only: they repeat these numbers, and the API tests check the OpenAPI document
+/// against these constants.
+pub const SKIP_MAX: i64 = 1_000_000;
+pub const LIMIT_MAX: i64 = 1000;
+
 #[OpenApi(prefix_path = "/api/v1", tag = "Tag::Todos")]
 impl TodosApi {
     /// List todos, newest first.

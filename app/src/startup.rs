@@ -153,15 +153,18 @@ async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
     }
 }
 
-/// The database URL without its password, for error messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            let user = credentials.split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+/// The database URL without its password, for error messages. One that does not parse
+/// is not shown at all: it may hold the password where no parser would find it.
+fn redact(database_url: &str) -> String {
+    match url::Url::parse(database_url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                // Fails only for URLs that cannot have credentials, which have none.
+                let _ = parsed.set_password(Some("***"));
+            }
+            parsed.to_string()
         }
-        _ => url.to_owned(),
+        Err(_) => "(DATABASE_URL, which is not a valid URL)".to_owned(),
     }
 }
 
@@ -196,5 +199,13 @@ mod tests {
             "postgres://todouser:***@127.0.0.1:5432/tododb"
         );
         assert_eq!(redact("postgres://localhost/db"), "postgres://localhost/db");
+        assert_eq!(
+            redact("postgres://todouser:p%40ss:word@db:5432/tododb?sslmode=disable"),
+            "postgres://todouser:***@db:5432/tododb?sslmode=disable"
+        );
+        assert_eq!(
+            redact("postgres://todouser:secret@[::1"),
+            "(DATABASE_URL, which is not a valid URL)"
+        );
     }
 }

@@ -25,6 +25,12 @@ pub struct Todo {
 // Postgres `text` cannot store U+0000: the pattern refuses it as a 400 (and says so in
 // the OpenAPI document) instead of a 500 from the database.
 
+/// The most characters of a title and of a description. poem-openapi's validator
+/// attributes below take literals only: they repeat these numbers, and the API tests
+/// check the OpenAPI document against these constants.
+pub const TITLE_MAX: usize = 200;
+pub const DESCRIPTION_MAX: usize = 2000;
+
 /// The body of `POST /api/v1/todos`.
 #[derive(Debug, Object)]
 pub struct TodoCreate {

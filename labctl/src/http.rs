@@ -118,3 +118,29 @@ mod tests {
         assert!(endpoint("not a url", "x").is_err());
     }
 }
+
+/// One backend's HTTP API: the shared client and the base URL its paths go under.
+#[derive(Debug, Clone)]
+pub struct Api {
+    client: Client,
+    base_url: String,
+}
+
+impl Api {
+    pub fn new(client: Client, base_url: &str) -> Self {
+        Self {
+            client,
+            base_url: base_url.to_owned(),
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// `GET` of `path` under the base URL with `query`: the body, or the error as
+    /// [`get`] tells it.
+    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<String, ApiError> {
+        get(&self.client, endpoint(&self.base_url, path)?, query).await
+    }
+}

@@ -60,20 +60,18 @@ impl LokiData {
 
 #[derive(Debug, Clone)]
 pub struct Loki {
-    client: Client,
-    base_url: String,
+    api: http::Api,
 }
 
 impl Loki {
     pub fn new(client: Client, base_url: &str) -> Self {
         Self {
-            client,
-            base_url: base_url.to_owned(),
+            api: http::Api::new(client, base_url),
         }
     }
 
     pub fn base_url(&self) -> &str {
-        &self.base_url
+        self.api.base_url()
     }
 
     /// Runs the LogQL `query` between `start` and `end` (unix seconds), newest first.
@@ -84,7 +82,6 @@ impl Loki {
         end: u64,
         limit: u32,
     ) -> Result<LokiData, ApiError> {
-        let url = http::endpoint(&self.base_url, "/loki/api/v1/query_range")?;
         // Loki takes nanosecond epochs.
         let params = [
             ("query", query.to_owned()),
@@ -93,7 +90,7 @@ impl Loki {
             ("limit", limit.to_string()),
             ("direction", "backward".to_owned()),
         ];
-        let body = http::get(&self.client, url, &params).await?;
+        let body = self.api.get("/loki/api/v1/query_range", &params).await?;
         let envelope: Envelope = http::parse("Loki query_range", &body)?;
         if envelope.status != "success" {
             return Err(ApiError::Failed(format!(

@@ -114,20 +114,18 @@ fn parse_sample(text: &str) -> f64 {
 
 #[derive(Debug, Clone)]
 pub struct Prometheus {
-    client: Client,
-    base_url: String,
+    api: http::Api,
 }
 
 impl Prometheus {
     pub fn new(client: Client, base_url: &str) -> Self {
         Self {
-            client,
-            base_url: base_url.to_owned(),
+            api: http::Api::new(client, base_url),
         }
     }
 
     pub fn base_url(&self) -> &str {
-        &self.base_url
+        self.api.base_url()
     }
 
     /// `GET /api/v1/query` evaluated at `time` (unix seconds).
@@ -177,8 +175,7 @@ impl Prometheus {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<T, ApiError> {
-        let url = http::endpoint(&self.base_url, path)?;
-        let body = http::get(&self.client, url, query).await?;
+        let body = self.api.get(path, query).await?;
         let what = format!("Prometheus {path}");
         http::parse::<Envelope<T>>(&what, &body)?.into_data(&what)
     }

@@ -34,20 +34,18 @@ struct SearchResponse {
 
 #[derive(Debug, Clone)]
 pub struct Tempo {
-    client: Client,
-    base_url: String,
+    api: http::Api,
 }
 
 impl Tempo {
     pub fn new(client: Client, base_url: &str) -> Self {
         Self {
-            client,
-            base_url: base_url.to_owned(),
+            api: http::Api::new(client, base_url),
         }
     }
 
     pub fn base_url(&self) -> &str {
-        &self.base_url
+        self.api.base_url()
     }
 
     /// Traces matching the TraceQL `query` between `start` and `end` (unix seconds).
@@ -59,14 +57,13 @@ impl Tempo {
         end: u64,
         limit: u32,
     ) -> Result<Vec<TraceSummary>, ApiError> {
-        let url = http::endpoint(&self.base_url, "/api/search")?;
         let params = [
             ("q", query.to_owned()),
             ("start", start.to_string()),
             ("end", end.to_string()),
             ("limit", limit.to_string()),
         ];
-        let body = http::get(&self.client, url, &params).await?;
+        let body = self.api.get("/api/search", &params).await?;
         Ok(http::parse::<SearchResponse>("Tempo /api/search", &body)?.traces)
     }
 }

@@ -404,11 +404,7 @@ mod tests {
     #[tokio::test]
     async fn a_closed_port_fails_fast_with_the_fix() {
         // Bind and drop to get a port nothing listens on.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = lab_tests::free_port().unwrap();
         let error = run(&config(&format!("http://127.0.0.1:{port}")))
             .await
             .unwrap_err();

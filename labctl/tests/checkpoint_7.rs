@@ -62,7 +62,7 @@ async fn checkpoint_7_passes_when_one_trace_crosses_both_services() {
     assert!(report.passed(), "{}", report.render());
     // Lab 3's six rows, then the client's spans, the joined trace, the baggage and two edges.
     assert_eq!(report.rows.len(), 11, "{}", report.render());
-    let seen = server.seen();
+    let seen = server.seen().await;
     let asked = |needle: &str| {
         seen.iter().any(|s| {
             s.param("query")

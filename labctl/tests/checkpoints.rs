@@ -67,7 +67,7 @@ async fn checkpoint_4_passes_when_app_lgtm_collector_and_dashboard_are_up() {
         "{table}"
     );
     assert_eq!(report.rows.len(), 7);
-    let seen = server.seen();
+    let seen = server.seen().await;
     assert!(
         seen.iter()
             .any(|s| s.path == "/api/dashboards/uid/todo-api-overview")

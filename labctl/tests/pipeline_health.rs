@@ -16,6 +16,7 @@ async fn probe(check: Check, fixture: &str) -> (Outcome, Vec<String>) {
     let outcome = check.probe(&prometheus).await;
     let queries = server
         .seen()
+        .await
         .iter()
         .filter_map(|s| s.param("query").map(str::to_owned))
         .collect();

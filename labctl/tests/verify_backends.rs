@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use fixture_server::{FixtureServer, on};
 use labctl::http::{self, ApiError};
 use labctl::loki::{Loki, LokiData};
-use labctl::probe::Outcome;
+use labctl::probe::{Outcome, Report};
 use labctl::prom::{Prometheus, QueryData};
 use labctl::tempo::Tempo;
 use labctl::verify::{self, SKIP_REASON, VerifyConfig};
@@ -123,7 +123,7 @@ async fn prometheus_client_reads_the_documented_formats() {
         other => panic!("expected a rejection, got {other:?}"),
     }
 
-    let seen = server.seen();
+    let seen = server.seen().await;
     assert_eq!(seen[0].param("time"), Some("1764032451.500"));
     assert_eq!(seen[1].param("step"), Some("15"));
     assert_eq!(seen[3].path, "/api/v1/label/http_route/values");
@@ -141,7 +141,7 @@ async fn tempo_client_reads_the_documented_search_answer() {
     assert_eq!(traces.len(), 2);
     assert_eq!(traces[0].trace_id, "2f3e0cee77ae5dc9c17ade3689eb2e54");
     assert_eq!(traces[1].root_trace_name.as_deref(), Some("GET /health"));
-    let seen = &server.seen()[0];
+    let seen = &server.seen().await[0];
     assert_eq!(
         seen.param("q"),
         Some(r#"{resource.service.name="todo-api"}"#)
@@ -167,7 +167,7 @@ async fn loki_client_reads_the_documented_streams_answer() {
     assert!(matches!(data, LokiData::Streams(_)));
     assert_eq!(data.entry_count(), 2);
     assert_eq!(data.lines(), ["todo not found", "request body rejected"]);
-    let seen = &server.seen()[0];
+    let seen = &server.seen().await[0];
     assert_eq!(
         seen.param("start"),
         Some("100000000000"),
@@ -199,7 +199,7 @@ async fn verify_passes_when_every_signal_and_panel_has_data() {
     assert!(table.contains("= todo-api (from --service)"), "{table}");
 
     // What Prometheus was really asked: Grafana's substitutions, Grafana's query types.
-    let seen = server.seen();
+    let seen = server.seen().await;
     let asked = |path: &str, needle: &str| {
         seen.iter()
             .find(|s| s.path == path && s.param("query").is_some_and(|q| q.contains(needle)))
@@ -262,7 +262,13 @@ async fn native_mode_shows_skip_rows_and_never_calls_tempo_or_loki() {
             .render()
             .contains("SKIP    not available here (Tempo/Loki are container-only)")
     );
-    assert!(server.seen().iter().all(|s| s.path.starts_with("/api/v1/")));
+    assert!(
+        server
+            .seen()
+            .await
+            .iter()
+            .all(|s| s.path.starts_with("/api/v1/"))
+    );
 }
 
 #[tokio::test]
@@ -364,15 +370,7 @@ async fn broken_panels_fail_at_once_with_the_backends_own_words() {
         started.elapsed()
     );
 
-    let outcome = |check: &str| {
-        report
-            .rows
-            .iter()
-            .find(|r| r.check == check)
-            .unwrap()
-            .outcome
-            .clone()
-    };
+    let outcome = |check: &str| outcome_of(&report, check);
     assert!(
         matches!(outcome("panel Typo [A]"), Outcome::Fail { reason, .. } if reason.contains("Prometheus refused it") && reason.contains("parse error"))
     );
@@ -411,15 +409,7 @@ async fn an_empty_route_variable_fails_even_with_an_all_value() {
     let report = verify::run(&config(&server.url, None, path.clone(), Duration::ZERO)).await;
     std::fs::remove_file(&path).unwrap();
 
-    let outcome = |check: &str| {
-        report
-            .rows
-            .iter()
-            .find(|r| r.check == check)
-            .unwrap()
-            .outcome
-            .clone()
-    };
+    let outcome = |check: &str| outcome_of(&report, check);
     assert!(
         matches!(outcome("variable $route"), Outcome::Waiting { reason, fix }
         if reason.contains("no values") && fix.contains("not Tempo's traces_spanmetrics_*"))
@@ -432,11 +422,7 @@ async fn an_empty_route_variable_fails_even_with_an_all_value() {
 
 #[tokio::test]
 async fn an_unreachable_backend_names_the_url_and_the_fix() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = lab_tests::free_port().unwrap();
     let url = format!("http://127.0.0.1:{port}");
     let report = verify::run(&config(&url, None, fixture_dashboard(), Duration::ZERO)).await;
     let first = &report.rows[0];
@@ -507,4 +493,15 @@ async fn the_cli_exits_zero_only_when_everything_passed() {
         stdout.contains("fix: is the collector in the path"),
         "{stdout}"
     );
+}
+
+/// The outcome of the report's row named `check`.
+fn outcome_of(report: &Report, check: &str) -> Outcome {
+    report
+        .rows
+        .iter()
+        .find(|r| r.check == check)
+        .unwrap_or_else(|| panic!("no row {check}"))
+        .outcome
+        .clone()
 }

@@ -46,6 +46,25 @@ pub fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
+/// Runs `just` with `args` in the workspace root and returns what it printed; a missing
+/// `just` or a failed run fails the test, saying why.
+pub fn just(args: &[&str]) -> String {
+    let output = std::process::Command::new("just")
+        .args(args)
+        .current_dir(workspace_root())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run `just` (is it installed? `.ci/run` installs it): {e}")
+        });
+    assert!(
+        output.status.success(),
+        "just {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("just prints UTF-8")
+}
+
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?

@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 
 use lab_tests::{app::TestApp, otlp::OtlpReceiver};
 use serde_json::{Value, json};
+use todo_api::api::{LIMIT_MAX, SKIP_MAX};
+use todo_api::body_limit::MAX_BODY_BYTES;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// The service's body limit (app/src/body_limit.rs).
-const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// An answer read off the socket: hyper's own refusals (431, 414, 400 on a malformed
 /// request line) have no problem body, so the tests look at the raw response.
@@ -83,17 +82,6 @@ async fn assert_alive(app: &TestApp) {
     assert_eq!(response.status(), 200, "the service is still up");
 }
 
-async fn todos(app: &TestApp, query: &str) -> Vec<Value> {
-    let response = app
-        .client
-        .get(app.url(&format!("/api/v1/todos{query}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "GET /api/v1/todos{query}");
-    response.json().await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_body_limit_is_exact_and_a_huge_declared_length_is_refused_at_once() {
     let app = TestApp::spawn().await;
@@ -123,7 +111,7 @@ async fn the_body_limit_is_exact_and_a_huge_declared_length_is_refused_at_once()
         started.elapsed()
     );
     assert_eq!(
-        todos(&app, "").await.len(),
+        app.list("").await.len(),
         1,
         "only the body at the limit was stored"
     );
@@ -155,7 +143,7 @@ async fn deeply_nested_json_is_a_400_and_the_service_stays_up() {
     .await;
     assert_eq!(answer.status, 413, "{answer:?}");
     assert_alive(&app).await;
-    assert!(todos(&app, "").await.is_empty());
+    assert!(app.list("").await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -310,7 +298,7 @@ async fn invalid_utf8_in_body_path_query_and_headers_is_refused_or_ignored() {
     .await;
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_alive(&app).await;
-    assert!(todos(&app, "").await.is_empty());
+    assert!(app.list("").await.is_empty());
 }
 
 /// SQL (and format-string) fragments that would do damage if any field were pasted into
@@ -363,19 +351,11 @@ async fn sql_looking_strings_are_stored_verbatim_and_never_executed() {
     );
     // Read back identical, one by one and in the list; nothing else changed or vanished.
     for (id, text) in created.iter().zip(SQL_LOOKING.iter().rev()) {
-        let todo: Value = app
-            .client
-            .get(app.url(&format!("/api/v1/todos/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let todo = app.get_json(&format!("/api/v1/todos/{id}")).await;
         assert_eq!(todo["title"], *text);
         assert_eq!(todo["description"], *text);
     }
-    let listed = todos(&app, "?completed=true").await;
+    let listed = app.list("?completed=true").await;
     assert_eq!(
         listed.len(),
         SQL_LOOKING.len(),
@@ -391,28 +371,30 @@ async fn sql_looking_strings_are_stored_verbatim_and_never_executed() {
         let response = app.client.get(app.url(target)).send().await.unwrap();
         assert_eq!(response.status(), 400, "{target}");
     }
-    assert_eq!(todos(&app, "").await.len(), SQL_LOOKING.len());
+    assert_eq!(app.list("").await.len(), SQL_LOOKING.len());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn paging_at_and_past_its_bounds() {
     let app = TestApp::spawn().await;
     for n in 0..3 {
-        app.client
-            .post(app.url("/api/v1/todos"))
-            .json(&json!({ "title": format!("t{n}") }))
-            .send()
-            .await
-            .unwrap();
+        app.create_ok(&format!("t{n}")).await;
     }
     // At the bounds.
-    assert_eq!(todos(&app, "?limit=1").await.len(), 1);
-    assert_eq!(todos(&app, "?limit=1000&skip=0").await.len(), 3);
-    assert!(todos(&app, "?skip=1000000").await.is_empty());
-    assert_eq!(todos(&app, "?skip=2&limit=1000").await.len(), 1);
+    assert_eq!(app.list("?limit=1").await.len(), 1);
+    assert_eq!(
+        app.list(&format!("?limit={LIMIT_MAX}&skip=0")).await.len(),
+        3
+    );
+    assert!(app.list(&format!("?skip={SKIP_MAX}")).await.is_empty());
+    assert_eq!(
+        app.list(&format!("?skip=2&limit={LIMIT_MAX}")).await.len(),
+        1
+    );
+    let past_skip = format!("skip={}", SKIP_MAX + 1);
     // Past them, or not integers at all: a 400 naming the parameter.
     for (query, field) in [
-        ("skip=1000001", "skip"),
+        (past_skip.as_str(), "skip"),
         ("limit=9223372036854775807", "limit"),
         ("limit=9223372036854775808", "limit"),
         ("skip=-9223372036854775808", "skip"),

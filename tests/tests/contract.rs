@@ -17,6 +17,7 @@ use std::{
 
 use lab_tests::{app::TestApp, otlp::OtlpReceiver};
 use serde_json::{Value, json};
+use todo_api::todos::TITLE_MAX;
 
 /// Test cases per API operation and phase: about 1,000 requests in all, 10-20 s here.
 const MAX_EXAMPLES: &str = "100";
@@ -173,7 +174,7 @@ async fn send_markers(app: &TestApp) {
     assert_eq!(updated.status(), 200);
     assert_eq!(app.client.get(&url).send().await.unwrap().status(), 200);
     let refused = [
-        json!({ "title": format!("{}{}", MARKERS[3], "x".repeat(200)) }).to_string(),
+        json!({ "title": format!("{}{}", MARKERS[3], "x".repeat(TITLE_MAX)) }).to_string(),
         json!({ "title": { "nested": MARKERS[4] } }).to_string(),
         json!({ "title": "ok", "completed": MARKERS[4] }).to_string(),
         format!(r#"{{"title": "{}""#, MARKERS[5]),

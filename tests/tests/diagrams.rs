@@ -10,7 +10,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::LazyLock;
 
 use lab_tests::workspace_root;
@@ -24,20 +23,9 @@ const PARTICIPANTS: [&str; 1] = ["you"];
 // ---- the stages, from the justfile and the compose files -----------------------------------
 
 fn just_evaluate(variable: Option<&str>) -> String {
-    let output = Command::new("just")
-        .arg("--evaluate")
-        .args(variable)
-        .current_dir(workspace_root())
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run `just` (is it installed? `.ci/run` installs it): {e}")
-        });
-    assert!(
-        output.status.success(),
-        "just --evaluate: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("UTF-8")
+    let mut args = vec!["--evaluate"];
+    args.extend(variable);
+    lab_tests::just(&args)
 }
 
 /// (stage number, its compose files) for every `stageN` variable of the justfile.

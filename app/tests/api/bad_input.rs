@@ -6,13 +6,18 @@ use lab_tests::problem::{field_errors, problem};
 use reqwest::StatusCode;
 use serde_json::json;
 
+use todo_api::api::LIMIT_MAX;
+use todo_api::body_limit::MAX_BODY_BYTES;
+use todo_api::todos::TITLE_MAX;
+
 use crate::spawn;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn out_of_range_paging_is_a_400_naming_the_parameter() {
     let app = spawn().await;
+    let past_the_limit = format!("limit={}", LIMIT_MAX + 1);
     for (query, field) in [
-        ("limit=1001", "limit"),
+        (past_the_limit.as_str(), "limit"),
         ("limit=0", "limit"),
         ("skip=-1", "skip"),
         ("limit=abc", "limit"),
@@ -33,7 +38,7 @@ async fn null_title_on_update_is_a_400_and_changes_nothing() {
         json!({ "title": null }),
         json!({ "completed": null }),
         json!({ "title": "" }),
-        json!({ "title": "x".repeat(201) }),
+        json!({ "title": "x".repeat(TITLE_MAX + 1) }),
     ] {
         let response = app.update(&path, body.clone()).await;
         let problem = problem(response, StatusCode::BAD_REQUEST).await;
@@ -72,7 +77,7 @@ async fn invalid_bodies_are_400s_and_write_nothing() {
         ),
         (
             "title too long",
-            json!({ "title": "x".repeat(201) }).to_string(),
+            json!({ "title": "x".repeat(TITLE_MAX + 1) }).to_string(),
             Some("title"),
         ),
         (
@@ -103,8 +108,8 @@ async fn invalid_bodies_are_400s_and_write_nothing() {
             assert_eq!(field_errors(&problem), [field], "{case}: {problem}");
         }
     }
-    // 200 characters is allowed, and counted in characters, not bytes.
-    app.create_ok(&"é".repeat(200)).await;
+    // TITLE_MAX characters is allowed, and counted in characters, not bytes.
+    app.create_ok(&"é".repeat(TITLE_MAX)).await;
     assert_eq!(
         app.list("").await.len(),
         1,
@@ -123,7 +128,7 @@ async fn a_body_that_is_not_json_is_a_415() {
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_bodies_are_413_with_or_without_a_length() {
     let app = spawn().await;
-    let huge = json!({ "title": "a", "description": "x".repeat(100 * 1024) }).to_string();
+    let huge = json!({ "title": "a", "description": "x".repeat(MAX_BODY_BYTES + 1) }).to_string();
     let response = app
         .post_raw("/api/v1/todos", "application/json", huge.clone())
         .await;

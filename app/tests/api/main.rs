@@ -4,6 +4,7 @@
 mod bad_input;
 mod database;
 mod faults_and_shutdown;
+mod limits;
 mod service;
 mod todos;
 

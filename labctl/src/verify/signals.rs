@@ -23,42 +23,42 @@ pub(super) async fn span_metrics(
     let selector = format!(
         r#"traces_span_metrics_calls_total{{service_name="{service}", span_kind="SPAN_KIND_SERVER"}}"#
     );
-    let found = match routes(prometheus, &selector, window).await {
-        Ok(None) => return explain_missing_span_metrics(prometheus, service, window).await,
-        Ok(Some(routes)) => Ok(routes),
-        Err(error) => Err(error),
-    };
-    routes_outcome(
+    match routes_outcome(
         prometheus,
-        found,
+        routes(prometheus, &selector, window).await,
         Outcome::fail(
             "server spans are counted but no series has an http_route label",
             "add http.route to the spanmetrics connector's dimensions (stack/collector/config.yaml)",
         ),
-    )
+    ) {
+        Some(outcome) => outcome,
+        None => explain_missing_span_metrics(prometheus, service, window).await,
+    }
 }
 
-/// Series were found: a pass naming their routes, `unlabelled` when none has an
-/// `http_route`, or the API failure.
+/// What [`routes`] found: a pass naming the routes, `unlabelled` when no series has an
+/// `http_route`, the API failure, or `None` when no series matched at all (which the
+/// caller explains).
 fn routes_outcome(
     prometheus: &Prometheus,
-    found: Result<Vec<String>, ApiError>,
+    found: Result<Option<Vec<String>>, ApiError>,
     unlabelled: Outcome,
-) -> Outcome {
-    match found {
+) -> Option<Outcome> {
+    Some(match found {
         Err(error) => api_failure(
             &error,
             "Prometheus",
             prometheus.base_url(),
             "--prometheus-url",
         ),
-        Ok(routes) if routes.is_empty() => unlabelled,
-        Ok(routes) => Outcome::Pass(format!(
+        Ok(None) => return None,
+        Ok(Some(routes)) if routes.is_empty() => unlabelled,
+        Ok(Some(routes)) => Outcome::Pass(format!(
             "{} routes: {}",
             routes.len(),
             shorten(&routes.join(", "))
         )),
-    }
+    })
 }
 
 /// The usual reasons, told apart by what Prometheus does have.
@@ -124,19 +124,17 @@ pub(super) async fn app_metrics(
 ) -> Outcome {
     let selector =
         format!(r#"http_server_request_duration_seconds_count{{service_name="{service}"}}"#);
-    let found = match routes(prometheus, &selector, window).await {
-        Ok(None) => return explain_missing_app_metrics(prometheus, service, window).await,
-        Ok(Some(routes)) => Ok(routes),
-        Err(error) => Err(error),
-    };
-    routes_outcome(
+    match routes_outcome(
         prometheus,
-        found,
+        routes(prometheus, &selector, window).await,
         Outcome::fail(
             "the app's request metric has no http_route label",
             "record http.route on http.server.request.duration in the app's middleware",
         ),
-    )
+    ) {
+        Some(outcome) => outcome,
+        None => explain_missing_app_metrics(prometheus, service, window).await,
+    }
 }
 
 /// The metric under another service name, or not there at all.

@@ -1,13 +1,11 @@
-//! A tiny HTTP server on 127.0.0.1:0 that answers with recorded backend responses, so the
+//! A wiremock server on 127.0.0.1 that answers with recorded backend responses, so the
 //! clients' real HTTP code (URL building, query encoding, status handling, JSON reading)
 //! runs in the tests. Each rule matches a path and, optionally, a substring of one query
-//! parameter; the first matching rule answers. Every request is recorded.
+//! parameter; the first matching rule answers (wiremock's priorities follow the order of
+//! the rules), anything else gets wiremock's 404. Every request is recorded.
 
-use std::sync::{Arc, Mutex};
-
-use poem::http::StatusCode;
-use poem::listener::{Acceptor, Listener, TcpListener};
-use poem::{Request, Response, Server};
+use wiremock::matchers::path;
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 #[derive(Clone)]
 pub struct Rule {
@@ -63,57 +61,48 @@ impl Seen {
 
 pub struct FixtureServer {
     pub url: String,
-    seen: Arc<Mutex<Vec<Seen>>>,
+    server: MockServer,
 }
 
 impl FixtureServer {
     pub async fn start(rules: Vec<Rule>) -> Self {
-        let acceptor = TcpListener::bind("127.0.0.1:0")
-            .into_acceptor()
-            .await
-            .expect("bind 127.0.0.1:0");
-        let address = *acceptor.local_addr()[0]
-            .as_socket_addr()
-            .expect("a TCP address");
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let recorder = seen.clone();
-        let endpoint = poem::endpoint::make(move |request: Request| {
-            let rules = rules.clone();
-            let recorder = recorder.clone();
-            async move {
-                let params: Vec<(String, String)> =
-                    url::form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
-                        .into_owned()
-                        .collect();
-                let path = request.uri().path().to_owned();
-                let rule = rules.iter().find(|rule| {
-                    rule.path == path
-                        && rule.param.as_ref().is_none_or(|(name, needle)| {
-                            params
-                                .iter()
-                                .any(|(key, value)| key == name && value.contains(needle.as_str()))
+        let server = MockServer::start().await;
+        for (index, rule) in rules.into_iter().enumerate() {
+            let param = rule.param.clone();
+            // wiremock answers with the matching mock of the lowest priority number.
+            let priority = u8::try_from(index + 1).expect("at most 255 rules");
+            Mock::given(path(rule.path.as_str()))
+                .and(move |request: &Request| {
+                    param.as_ref().is_none_or(|(name, needle)| {
+                        request.url.query_pairs().any(|(key, value)| {
+                            key == name.as_str() && value.contains(needle.as_str())
                         })
-                });
-                recorder.lock().unwrap().push(Seen { path, params });
-                match rule {
-                    Some(rule) => Response::builder()
-                        .status(StatusCode::from_u16(rule.status).unwrap())
-                        .content_type("application/json")
-                        .body(rule.body.clone()),
-                    None => Response::builder()
-                        .status(StatusCode::NOT_FOUND)
-                        .body("404 page not found"),
-                }
-            }
-        });
-        tokio::spawn(Server::new_with_acceptor(acceptor).run(endpoint));
+                    })
+                })
+                .respond_with(
+                    ResponseTemplate::new(rule.status)
+                        .set_body_raw(rule.body.clone(), "application/json"),
+                )
+                .with_priority(priority)
+                .mount(&server)
+                .await;
+        }
         Self {
-            url: format!("http://{address}"),
-            seen,
+            url: server.uri(),
+            server,
         }
     }
 
-    pub fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
+    pub async fn seen(&self) -> Vec<Seen> {
+        self.server
+            .received_requests()
+            .await
+            .expect("wiremock records requests")
+            .into_iter()
+            .map(|request| Seen {
+                path: request.url.path().to_owned(),
+                params: request.url.query_pairs().into_owned().collect(),
+            })
+            .collect()
     }
 }

@@ -1,105 +1,81 @@
 //! The READMEs: their relative links, and the `just` commands they tell a learner to type.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Component, Path, PathBuf};
-use std::process::Command;
-use std::sync::LazyLock;
 
 use lab_tests::workspace_root;
-use regex::Regex;
+use pulldown_cmark::{Event, Parser, Tag, TagEnd};
 use serde_json::Value as Json;
+use walkdir::WalkDir;
 
 use crate::{assert_no_problems, assert_reported, read};
 
+/// Every README.md of the repository (build output and hidden folders aside).
 fn readmes() -> Vec<PathBuf> {
-    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
-        let entries =
-            fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
-        for entry in entries {
-            let path = entry.expect("readable directory entry").path();
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default();
-            if path.is_dir() {
-                if !(name.starts_with('.')
-                    || name == "target"
-                    || name == "node_modules"
-                    || name.starts_with("result"))
-                {
-                    walk(&path, found);
-                }
-            } else if name == "README.md" {
-                found.push(path);
-            }
-        }
-    }
-    let mut found = Vec::new();
-    walk(&workspace_root(), &mut found);
+    let skipped = |name: &str| {
+        name.starts_with('.')
+            || name == "target"
+            || name == "node_modules"
+            || name.starts_with("result")
+    };
+    let mut found: Vec<PathBuf> = WalkDir::new(workspace_root())
+        .into_iter()
+        .filter_entry(|entry| {
+            entry.depth() == 0
+                || !(entry.file_type().is_dir() && skipped(&entry.file_name().to_string_lossy()))
+        })
+        .map(|entry| entry.expect("readable directory entry"))
+        .filter(|entry| entry.file_type().is_file() && entry.file_name() == "README.md")
+        .map(|entry| entry.into_path())
+        .collect();
     found.sort();
     found
 }
 
-/// A Markdown file split into prose (for links) and code (fenced blocks and inline code
-/// spans, where commands are).
+/// A Markdown file as pulldown-cmark reads it: the targets of its links (inline,
+/// reference and autolinks, images, and every reference definition, used or not) and its
+/// code (fenced and indented blocks, inline code spans), where commands are. Code is
+/// never read for links.
 struct Markdown {
-    prose: String,
+    links: Vec<String>,
     code: Vec<String>,
 }
 
-static INLINE_CODE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"`([^`]+)`").expect("valid regex"));
-
-fn split_markdown(text: &str) -> Markdown {
-    let mut prose = String::new();
+fn read_markdown(text: &str) -> Markdown {
+    let parser = Parser::new(text);
+    let mut links: Vec<String> = parser
+        .reference_definitions()
+        .iter()
+        .map(|(_, definition)| definition.dest.to_string())
+        .collect();
     let mut code = Vec::new();
-    let mut fence: Option<&str> = None;
-    let mut block = String::new();
-    for line in text.lines() {
-        let trimmed = line.trim_start();
-        match fence {
-            Some(marker) if trimmed.starts_with(marker) => {
-                code.push(std::mem::take(&mut block));
-                fence = None;
+    let mut block: Option<String> = None;
+    for event in parser {
+        match event {
+            Event::Start(Tag::Link { dest_url, .. } | Tag::Image { dest_url, .. }) => {
+                links.push(dest_url.to_string())
             }
-            Some(_) => {
-                block.push_str(line);
-                block.push('\n');
-            }
-            None if trimmed.starts_with("```") || trimmed.starts_with("~~~") => {
-                fence = Some(&trimmed[..3])
-            }
-            None => {
-                code.extend(INLINE_CODE.captures_iter(line).map(|c| c[1].to_owned()));
-                prose.push_str(&INLINE_CODE.replace_all(line, ""));
-                prose.push('\n');
-            }
+            Event::Start(Tag::CodeBlock(_)) => block = Some(String::new()),
+            Event::End(TagEnd::CodeBlock) => code.extend(block.take()),
+            Event::Text(text) if block.is_some() => block.get_or_insert_default().push_str(&text),
+            Event::Code(text) => code.push(text.to_string()),
+            _ => {}
         }
     }
-    Markdown { prose, code }
+    links.sort();
+    links.dedup();
+    Markdown { links, code }
 }
 
-static INLINE_LINK: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)"#).expect("valid regex")
-});
-static REFERENCE_LINK: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?m)^ {0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)").expect("valid regex")
-});
-
-fn link_problems(readme: &Path, repository: &Path, prose: &str) -> Vec<String> {
+fn link_problems(readme: &Path, repository: &Path, links: &[String]) -> Vec<String> {
     let dir = readme.parent().expect("a README sits in a folder");
     let shown = readme
         .strip_prefix(repository)
         .unwrap_or(readme)
         .display()
         .to_string();
-    let targets = INLINE_LINK
-        .captures_iter(prose)
-        .chain(REFERENCE_LINK.captures_iter(prose))
-        .map(|c| c[1].to_owned());
     let mut problems = Vec::new();
-    for target in targets {
+    for target in links {
         if target.contains("://") || target.starts_with("mailto:") || target.starts_with('#') {
             continue;
         }
@@ -147,19 +123,7 @@ struct Arity {
 
 /// The recipes of the repository's justfile, from `just --dump --dump-format json`.
 fn recipes() -> BTreeMap<String, Arity> {
-    let output = Command::new("just")
-        .args(["--dump", "--dump-format", "json"])
-        .current_dir(workspace_root())
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run `just` (is it installed? `.ci/run` installs it): {e}")
-        });
-    assert!(
-        output.status.success(),
-        "`just --dump` failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let dump: Json = serde_json::from_slice(&output.stdout)
+    let dump: Json = serde_json::from_str(&lab_tests::just(&["--dump", "--dump-format", "json"]))
         .expect("`just --dump --dump-format json` prints JSON");
     let mut recipes = BTreeMap::new();
     for (name, recipe) in dump["recipes"].as_object().into_iter().flatten() {
@@ -264,7 +228,7 @@ fn readme_links_in_the_repository() {
     let repository = workspace_root();
     let problems: Vec<String> = readmes()
         .iter()
-        .flat_map(|readme| link_problems(readme, &repository, &split_markdown(&read(readme)).prose))
+        .flat_map(|readme| link_problems(readme, &repository, &read_markdown(&read(readme)).links))
         .collect();
     assert_no_problems("README links", &problems);
 }
@@ -281,7 +245,7 @@ fn readme_just_commands_exist() {
                 .unwrap_or(readme)
                 .display()
                 .to_string();
-            just_problems(&shown, &split_markdown(&read(readme)).code, &recipes)
+            just_problems(&shown, &read_markdown(&read(readme)).code, &recipes)
         })
         .collect();
     assert_no_problems("`just` commands in READMEs", &problems);
@@ -311,9 +275,12 @@ fn readme_checks_reject_what_they_should() {
     let readme = repository.join("labs/lab-1-app/README.md");
     let text = "\
 See [the stack](../../stack/README.md), [gone](missing.md), [out](../../../elsewhere.md),
-[web](https://grafana.com), [anchor](#goal) and `[in code](nowhere.md)`.
+[web](https://grafana.com), [anchor](#goal) and `[in code](nowhere.md)`. An
+![image](missing.png), a link [across
+lines](wrapped-missing.md) and one by [reference][ref].
 
 [ref]: ./also-missing.md
+[unused]: <./unused missing.md>
 
 Run `just lab-9`, then:
 
@@ -321,22 +288,25 @@ Run `just lab-9`, then:
 just check 1 && just lab-2 container extra
 just --list
 just status --all   # a recipe without parameters refuses options too
+# [in a fence](fenced.md)
 ```
 ";
-    let markdown = split_markdown(text);
-    let links = link_problems(&readme, &repository, &markdown.prose);
+    let markdown = read_markdown(text);
+    let links = link_problems(&readme, &repository, &markdown.links);
     assert_reported(&links, &["link missing.md", "does not exist"]);
     assert_reported(&links, &["link ./also-missing.md", "does not exist"]);
     assert_reported(&links, &["../../../elsewhere.md", "outside the repository"]);
+    assert_reported(&links, &["link missing.png", "does not exist"]);
+    assert_reported(&links, &["link wrapped-missing.md", "does not exist"]);
+    assert_reported(&links, &["link ./unused missing.md", "does not exist"]);
     assert!(
         !links.iter().any(|p| p.contains("stack/README.md")),
         "{links:?}"
     );
-    assert!(
-        !links
-            .iter()
-            .any(|p| p.contains("nowhere.md") || p.contains("grafana.com") || p.contains("#goal"))
-    );
+    assert!(!links.iter().any(|p| p.contains("nowhere.md")
+        || p.contains("fenced.md")
+        || p.contains("grafana.com")
+        || p.contains("#goal")));
 
     let recipes = BTreeMap::from([
         (
