@@ -62,6 +62,29 @@ async fn drive_until(app: &TestApp, what: &str, done: impl Fn() -> bool) {
     }
 }
 
+/// Drives requests until `line(signal)` was printed for every signal, then until
+/// `failures()` counted six more failed exports, and checks that none of those added a
+/// line: a failing backend is reported once, not per batch. Returns the output.
+async fn reported_once_per_signal(
+    app: &TestApp,
+    what: &str,
+    line: impl Fn(&str) -> String,
+    failures: impl Fn() -> usize,
+) -> String {
+    drive_until(app, what, || {
+        let output = app.output();
+        SIGNALS.iter().all(|signal| output.contains(&line(signal)))
+    })
+    .await;
+    let seen = failures();
+    drive_until(app, "six more failed exports", || failures() >= seen + 6).await;
+    let output = app.output();
+    for signal in SIGNALS {
+        assert_eq!(output.matches(&line(signal)).count(), 1, "{what}: {output}");
+    }
+    output
+}
+
 fn all_signals_arrived(receiver: &OtlpReceiver) -> bool {
     !receiver.spans().is_empty() && !receiver.metrics().is_empty() && !receiver.logs().is_empty()
 }
@@ -167,22 +190,11 @@ async fn a_wrong_ca_is_one_tls_line_per_signal_and_the_service_keeps_serving() {
         )
         .await;
         let tls_line = |signal: &str| format!("{signal} export failing: TLS handshake failed");
-        drive_until(&app, &format!("a TLS line per signal over {protocol}"), || {
-            let output = app.output();
-            SIGNALS.iter().all(|signal| output.contains(&tls_line(signal)))
-        })
-        .await;
-        // More exports fail after the lines were printed...
-        let seen = front.failed_handshakes();
-        drive_until(&app, "further failed handshakes", || {
-            front.failed_handshakes() >= seen + 6
-        })
-        .await;
-        // ...and none of them adds a line; the service still answers promptly.
-        let output = app.output();
-        for signal in SIGNALS {
-            assert_eq!(output.matches(&tls_line(signal)).count(), 1, "{protocol}: {output}");
-        }
+        let what = format!("a TLS line per signal over {protocol}");
+        // Failed handshakes after the lines were printed add none; the service still
+        // answers promptly.
+        let output =
+            reported_once_per_signal(&app, &what, tls_line, || front.failed_handshakes()).await;
         assert!(output.contains("not signed by a trusted CA"), "{output}");
         assert!(output.contains("OTEL_EXPORTER_OTLP_CERTIFICATE"), "{output}");
         assert!(!output.contains("collector is reachable again"), "{output}");
@@ -239,20 +251,9 @@ async fn refused_credentials_are_one_rejected_line_per_signal() {
         )
         .await;
         let rejected = |signal: &str| format!("{signal} export rejected: check the credentials");
-        drive_until(&app, &format!("a rejected line per signal over {protocol}"), || {
-            let output = app.output();
-            SIGNALS.iter().all(|signal| output.contains(&rejected(signal)))
-        })
-        .await;
-        let seen = receiver.refused_count();
-        drive_until(&app, "further refused exports", || {
-            receiver.refused_count() >= seen + 6
-        })
-        .await;
-        let output = app.output();
-        for signal in SIGNALS {
-            assert_eq!(output.matches(&rejected(signal)).count(), 1, "{protocol}: {output}");
-        }
+        let what = format!("a rejected line per signal over {protocol}");
+        let output =
+            reported_once_per_signal(&app, &what, rejected, || receiver.refused_count()).await;
         assert!(!output.contains("export failing"), "not reported as unreachable: {output}");
         assert!(!output.contains(wrong), "the credentials are never printed: {output}");
     }

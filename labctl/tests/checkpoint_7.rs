@@ -6,34 +6,11 @@
 #[allow(dead_code)]
 mod fixture_server;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use fixture_server::{FixtureServer, Rule, on};
-use labctl::checks::{self, CheckpointConfig};
+use fixture_server::{FixtureServer, Rule, checkpoint_config as config, on};
+use labctl::checks;
 use labctl::probe::Outcome;
-use labctl::verify::VerifyConfig;
-
-fn config(url: &str, timeout: Duration, tempo: bool) -> CheckpointConfig {
-    CheckpointConfig {
-        app_url: url.into(),
-        grafana_url: url.into(),
-        collector_health_url: format!("{url}/collector"),
-        dashboard_uid: "todo-api-overview".into(),
-        verify: VerifyConfig {
-            prometheus_url: url.into(),
-            tempo_url: tempo.then(|| url.to_owned()),
-            loki_url: None,
-            service: "todo-api".into(),
-            dashboard: PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures/dashboard.json"),
-            timeout,
-            scrape_interval: Duration::from_secs(15),
-            variables: Vec::new(),
-            progress: false,
-        },
-    }
-}
 
 /// The services of lab 3, all up.
 fn lab_3() -> Vec<Rule> {

@@ -9,33 +9,14 @@
 
 mod fixture_server;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use fixture_server::{FixtureServer, on};
+use fixture_server::{FixtureServer, checkpoint_config, on};
 use labctl::checks::{self, CheckpointConfig};
 use labctl::probe::Outcome;
-use labctl::verify::VerifyConfig;
 
 fn config(url: &str, timeout: Duration) -> CheckpointConfig {
-    CheckpointConfig {
-        app_url: url.into(),
-        grafana_url: url.into(),
-        collector_health_url: format!("{url}/collector"),
-        dashboard_uid: "todo-api-overview".into(),
-        verify: VerifyConfig {
-            prometheus_url: url.into(),
-            tempo_url: None,
-            loki_url: None,
-            service: "todo-api".into(),
-            dashboard: PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures/dashboard.json"),
-            timeout,
-            scrape_interval: Duration::from_secs(15),
-            variables: Vec::new(),
-            progress: false,
-        },
-    }
+    checkpoint_config(url, timeout, false)
 }
 
 #[tokio::test]

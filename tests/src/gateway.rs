@@ -16,6 +16,7 @@ use std::{
 
 use anyhow::{Context, ensure};
 use serde_json::Value;
+use crate::sink_spans::attributes;
 
 use crate::{
     native::{READY_TIMEOUT, binaries, start_component},
@@ -354,30 +355,6 @@ pub fn read_spans(path: &Path) -> Vec<SinkSpan> {
         }
     }
     spans
-}
-
-/// OTLP/JSON attributes as plain JSON values.
-fn attributes(list: &Value) -> BTreeMap<String, Value> {
-    list.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|attribute| {
-            let value = &attribute["value"];
-            let plain = if let Some(text) = value["stringValue"].as_str() {
-                Value::from(text)
-            } else if let Some(int) = value["intValue"]
-                .as_str()
-                .and_then(|i| i.parse::<i64>().ok())
-            {
-                Value::from(int)
-            } else if let Some(boolean) = value["boolValue"].as_bool() {
-                Value::from(boolean)
-            } else {
-                value["doubleValue"].clone()
-            };
-            Some((attribute["key"].as_str()?.to_owned(), plain))
-        })
-        .collect()
 }
 
 /// `otelcol-lab print-config` of `configs` merged in order (the collector's own

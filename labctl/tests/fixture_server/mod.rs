@@ -4,6 +4,11 @@
 //! parameter; the first matching rule answers (wiremock's priorities follow the order of
 //! the rules), anything else gets wiremock's 404. Every request is recorded.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+use labctl::checks::CheckpointConfig;
+use labctl::verify::VerifyConfig;
 use wiremock::matchers::path;
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
@@ -104,5 +109,28 @@ impl FixtureServer {
                 params: request.url.query_pairs().into_owned().collect(),
             })
             .collect()
+    }
+}
+
+/// The checkpoints' settings with every backend at `url` (Tempo too when `tempo`).
+#[allow(dead_code)] // the checkpoint suites use it, the backend suites do not
+pub fn checkpoint_config(url: &str, timeout: Duration, tempo: bool) -> CheckpointConfig {
+    CheckpointConfig {
+        app_url: url.into(),
+        grafana_url: url.into(),
+        collector_health_url: format!("{url}/collector"),
+        dashboard_uid: "todo-api-overview".into(),
+        verify: VerifyConfig {
+            prometheus_url: url.into(),
+            tempo_url: tempo.then(|| url.to_owned()),
+            loki_url: None,
+            service: "todo-api".into(),
+            dashboard: PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/dashboard.json"),
+            timeout,
+            scrape_interval: Duration::from_secs(15),
+            variables: Vec::new(),
+            progress: false,
+        },
     }
 }

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::SETTLE_TIMEOUT;
 use crate::prometheus::Key;
+use lab_tests::sink_spans::attributes;
 
 #[derive(Debug, Default)]
 pub struct Sink {
@@ -114,31 +115,6 @@ fn read_sink(path: &Path) -> Sink {
         }
     }
     sink
-}
-
-/// OTLP/JSON attributes (`[{"key", "value": {"stringValue" | "intValue" (a string) | ...}}]`)
-/// as plain JSON values.
-fn attributes(list: &Value) -> BTreeMap<String, Value> {
-    list.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|attribute| {
-            let value = &attribute["value"];
-            let plain = if let Some(text) = value["stringValue"].as_str() {
-                Value::from(text)
-            } else if let Some(int) = value["intValue"]
-                .as_str()
-                .and_then(|i| i.parse::<i64>().ok())
-            {
-                Value::from(int)
-            } else if let Some(boolean) = value["boolValue"].as_bool() {
-                Value::from(boolean)
-            } else {
-                value["doubleValue"].clone()
-            };
-            Some((attribute["key"].as_str()?.to_owned(), plain))
-        })
-        .collect()
 }
 
 fn service_name(resource: &Value) -> Option<String> {
