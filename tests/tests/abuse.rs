@@ -13,6 +13,8 @@ use lab_tests::{app::TestApp, otlp::OtlpReceiver};
 use serde_json::{Value, json};
 use todo_api::api::{LIMIT_MAX, SKIP_MAX};
 use todo_api::body_limit::MAX_BODY_BYTES;
+// Longer exported values are a cost any client could impose on the whole pipeline.
+use todo_api::telemetry::http::MAX_ATTRIBUTE_CHARS;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// An answer read off the socket: hyper's own refusals (431, 414, 400 on a malformed
@@ -168,10 +170,6 @@ async fn huge_headers_are_refused_and_do_not_take_the_service_down() {
     assert_eq!(answer.status, 414, "{answer:?}");
     assert_alive(&app).await;
 }
-
-/// Exported attribute values longer than this are a cost any client can impose on the
-/// whole telemetry pipeline (every span of every request it sends).
-const MAX_ATTRIBUTE_CHARS: usize = 1024;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn huge_headers_and_paths_do_not_bloat_the_exported_spans() {

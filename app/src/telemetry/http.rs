@@ -204,7 +204,7 @@ fn request_attributes(
 /// Longest value, in characters, of an attribute copied from the request. A client
 /// decides these: uncapped, a 100 KiB User-Agent (hyper accepts heads up to ~400 KiB)
 /// would ride along in every span it causes, through the collector into storage.
-const MAX_ATTRIBUTE_CHARS: usize = 1024;
+pub const MAX_ATTRIBUTE_CHARS: usize = 1024;
 
 /// `text`, cut to [`MAX_ATTRIBUTE_CHARS`] characters.
 fn capped(text: &str) -> String {
