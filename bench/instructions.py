@@ -35,7 +35,9 @@ def measure(binary, database_url, stack, protocol, script, seconds, workdir, tag
     """Instructions per request, and the annotated profile (self cost per function)."""
     out = workdir / f"callgrind.{tag}.out"
     wrapper = [
-        "valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+        # --fair-sched: the exporters' threads spin briefly on locks; without it valgrind's
+        # scheduler lets one thread starve the rest and requests time out.
+        "valgrind", "--tool=callgrind", "--fair-sched=yes", "--instr-atstart=no", f"--callgrind-out-file={out}",
     ]
     app = App(binary, database_url, protocol, stack.collector, workdir / f"console.{tag}.log",
               wrapper=wrapper, startup_timeout=180)

@@ -1,4 +1,4 @@
-//! bench/bench.py writes bench/results.md from Python f-strings: a piece of a message
+//! bench/*.py write bench/results.md from Python f-strings: a piece of a message
 //! that names a value but lacks the `f` prefix prints the placeholder itself, as
 //! `({args.protocol})` once did.
 
@@ -38,14 +38,23 @@ for node in ast.walk(tree):
 
 #[test]
 fn bench_report_strings_with_placeholders_are_f_strings() {
-    let bench = workspace_root().join("bench/bench.py");
-    let found = placeholders_outside_f_strings(bench.to_str().unwrap())
-        .expect("python3 runs (the bench needs it too)");
-    assert!(
-        found.is_empty(),
-        "bench.py has string pieces with a {{placeholder}} but no f prefix:\n{}",
-        found.join("\n")
-    );
+    let mut scripts: Vec<_> = std::fs::read_dir(workspace_root().join("bench"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "py"))
+        .collect();
+    scripts.sort();
+    assert!(scripts.iter().any(|path| path.ends_with("report.py")), "{scripts:?}");
+    for script in scripts {
+        let found = placeholders_outside_f_strings(script.to_str().unwrap())
+            .expect("python3 runs (the bench needs it too)");
+        assert!(
+            found.is_empty(),
+            "{} has string pieces with a {{placeholder}} but no f prefix:\n{}",
+            script.display(),
+            found.join("\n")
+        );
+    }
 }
 
 #[test]
