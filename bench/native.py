@@ -113,25 +113,34 @@ class NativeStack:
             process.wait(timeout=20)
 
 
-# What the SDK's batch processors say at shutdown when their queue overflowed
-# (opentelemetry_sdk's `BatchSpanProcessor.SpansDropped` / `BatchLogProcessor.LogsDropped`
-# events, which the service keeps on its console). No line means nothing was dropped.
+# What the SDK's batch processors say when their queue overflows: once at the first drop
+# (`...DroppingStarted`) and with the total at shutdown (`BatchSpanProcessor.SpansDropped`
+# / `BatchLogProcessor.LogsDropped`), events the service keeps on its console. No line
+# means nothing was dropped.
 DROPPED = {
-    "spans": re.compile(r"dropped_span_count=(\d+)"),
-    "logs": re.compile(r"dropped_logs_count=(\d+)"),
+    "spans": (re.compile(r"dropped_span_count=(\d+)"), "BatchSpanProcessor.SpanDroppingStarted"),
+    "logs": (re.compile(r"dropped_logs_count=(\d+)"), "BatchLogProcessor.LogDroppingStarted"),
 }
+# The console is coloured (tracing's formatter writes ANSI escapes even into a file).
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def dropped_counts(console):
-    """The SDK's dropped-span and dropped-log totals from the service's console output."""
-    return {signal_: sum(int(n) for n in pattern.findall(console)) for signal_, pattern in DROPPED.items()}
+    """The SDK's dropped-span and dropped-log totals from the service's console output;
+    at least 1 where the first drop was reported but no total (a shutdown cut short)."""
+    console = ANSI.sub("", console)
+    counts = {}
+    for signal_, (total, started) in DROPPED.items():
+        counts[signal_] = sum(int(n) for n in total.findall(console)) or int(started in console)
+    return counts
 
 
 class App:
     """The service, telemetry off (`protocol` None: OTEL_SDK_DISABLED) or exporting every
     signal over `protocol` to the lab collector; `wrapper` runs it under a tool (valgrind)."""
 
-    def __init__(self, binary, database_url, protocol, collector, console_path, wrapper=(), startup_timeout=30):
+    def __init__(self, binary, database_url, protocol, collector, console_path, wrapper=(), startup_timeout=30,
+                 extra_env=None):
         self.port = free_port()
         env = {
             "PATH": os.environ["PATH"],
@@ -149,6 +158,7 @@ class App:
             )
         else:
             env["OTEL_SDK_DISABLED"] = "true"
+        env.update(extra_env or {})
         self.console_path = console_path
         self.console = open(console_path, "w")
         self.process = subprocess.Popen(

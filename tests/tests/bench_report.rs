@@ -79,3 +79,35 @@ fn bench_results_hold_no_placeholder() {
         "bench/results.md holds an unformatted placeholder"
     );
 }
+
+/// bench/native.py's reading of the SDK's drop reports from a service console.
+fn dropped_counts(console: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("console.log");
+    std::fs::write(&file, console).unwrap();
+    let output = Command::new("python3")
+        .current_dir(workspace_root().join("bench"))
+        .args([
+            "-c",
+            "import sys; from native import dropped_counts; print(dropped_counts(open(sys.argv[1]).read()))",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .expect("python3 runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+#[test]
+fn the_bench_reads_the_sdks_drop_reports() {
+    // Recorded from the release build with OTEL_BSP_MAX_QUEUE_SIZE=1 (colour codes and all).
+    let shutdown = "\u{1b}[2m2026-12-02T00:43:15.183769Z\u{1b}[0m \u{1b}[33m WARN\u{1b}[0m \u{1b}[3mname\u{1b}[0m\u{1b}[2m=\u{1b}[0m\"BatchSpanProcessor.SpansDropped\" \u{1b}[3mdropped_span_count\u{1b}[0m\u{1b}[2m=\u{1b}[0m14674 \u{1b}[3mmax_queue_size\u{1b}[0m\u{1b}[2m=\u{1b}[0m1 Spans were dropped due to a queue being full.\n";
+    assert_eq!(dropped_counts(shutdown), "{'spans': 14674, 'logs': 0}");
+    // The first drop reported, the shutdown total missing (a shutdown cut short): not 0.
+    let started = "WARN name=\"BatchLogProcessor.LogDroppingStarted\" BatchLogProcessor dropped a LogRecord due to queue full.\n";
+    assert_eq!(dropped_counts(started), "{'spans': 0, 'logs': 1}");
+    assert_eq!(
+        dropped_counts("INFO listening on 127.0.0.1:8000\n"),
+        "{'spans': 0, 'logs': 0}"
+    );
+}
