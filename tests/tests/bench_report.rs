@@ -1,4 +1,4 @@
-//! bench/bench.py writes bench/results.md from Python f-strings: a piece of a message
+//! bench/*.py write bench/results.md from Python f-strings: a piece of a message
 //! that names a value but lacks the `f` prefix prints the placeholder itself, as
 //! `({args.protocol})` once did.
 
@@ -38,14 +38,23 @@ for node in ast.walk(tree):
 
 #[test]
 fn bench_report_strings_with_placeholders_are_f_strings() {
-    let bench = workspace_root().join("bench/bench.py");
-    let found = placeholders_outside_f_strings(bench.to_str().unwrap())
-        .expect("python3 runs (the bench needs it too)");
-    assert!(
-        found.is_empty(),
-        "bench.py has string pieces with a {{placeholder}} but no f prefix:\n{}",
-        found.join("\n")
-    );
+    let mut scripts: Vec<_> = std::fs::read_dir(workspace_root().join("bench"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "py"))
+        .collect();
+    scripts.sort();
+    assert!(scripts.iter().any(|path| path.ends_with("report.py")), "{scripts:?}");
+    for script in scripts {
+        let found = placeholders_outside_f_strings(script.to_str().unwrap())
+            .expect("python3 runs (the bench needs it too)");
+        assert!(
+            found.is_empty(),
+            "{} has string pieces with a {{placeholder}} but no f prefix:\n{}",
+            script.display(),
+            found.join("\n")
+        );
+    }
 }
 
 #[test]
@@ -68,5 +77,37 @@ fn bench_results_hold_no_placeholder() {
     assert!(
         !results.contains("{args."),
         "bench/results.md holds an unformatted placeholder"
+    );
+}
+
+/// bench/native.py's reading of the SDK's drop reports from a service console.
+fn dropped_counts(console: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("console.log");
+    std::fs::write(&file, console).unwrap();
+    let output = Command::new("python3")
+        .current_dir(workspace_root().join("bench"))
+        .args([
+            "-c",
+            "import sys; from native import dropped_counts; print(dropped_counts(open(sys.argv[1]).read()))",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .expect("python3 runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+#[test]
+fn the_bench_reads_the_sdks_drop_reports() {
+    // Recorded from the release build with OTEL_BSP_MAX_QUEUE_SIZE=1 (colour codes and all).
+    let shutdown = "\u{1b}[2m2026-12-02T00:43:15.183769Z\u{1b}[0m \u{1b}[33m WARN\u{1b}[0m \u{1b}[3mname\u{1b}[0m\u{1b}[2m=\u{1b}[0m\"BatchSpanProcessor.SpansDropped\" \u{1b}[3mdropped_span_count\u{1b}[0m\u{1b}[2m=\u{1b}[0m14674 \u{1b}[3mmax_queue_size\u{1b}[0m\u{1b}[2m=\u{1b}[0m1 Spans were dropped due to a queue being full.\n";
+    assert_eq!(dropped_counts(shutdown), "{'spans': 14674, 'logs': 0}");
+    // The first drop reported, the shutdown total missing (a shutdown cut short): not 0.
+    let started = "WARN name=\"BatchLogProcessor.LogDroppingStarted\" BatchLogProcessor dropped a LogRecord due to queue full.\n";
+    assert_eq!(dropped_counts(started), "{'spans': 0, 'logs': 1}");
+    assert_eq!(
+        dropped_counts("INFO listening on 127.0.0.1:8000\n"),
+        "{'spans': 0, 'logs': 0}"
     );
 }
