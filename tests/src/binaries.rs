@@ -75,3 +75,21 @@ mod tests {
         assert!(newest_file([dir.path().join("missing")].into_iter()).is_none());
     }
 }
+
+/// The arguments a seeded `labctl traffic` run starts with: `requests` requests at `rate`
+/// per second against `base_url`, planned from `seed` (the kit cannot depend on labctl).
+pub fn labctl_traffic_args(base_url: &str, seed: u64, requests: u64, rate: &str) -> Vec<String> {
+    [
+        "traffic",
+        "--base-url",
+        base_url,
+        "--seed",
+        &seed.to_string(),
+        "--requests",
+        &requests.to_string(),
+        "--rate",
+        rate,
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}

@@ -80,21 +80,13 @@ async fn traffic(
     let output = tokio::time::timeout(
         SETTLE,
         tokio::process::Command::new(labctl())
-            .args([
-                "traffic",
-                "--base-url",
+            .args(binaries::labctl_traffic_args(
                 &app.address,
-                "--seed",
-                &SEED.to_string(),
-            ])
-            .args([
-                "--requests",
-                &requests.to_string(),
-                "--rate",
+                SEED,
+                requests,
                 RATE,
-                "--concurrency",
-                "4",
-            ])
+            ))
+            .args(["--concurrency", "4"])
             .args(["--baggage", &format!("{}={}", UNTRUSTED.0, UNTRUSTED.1)])
             .arg("--json")
             .arg(&json)

@@ -154,21 +154,13 @@ async fn send_traffic(labctl: &PathBuf, app: &TestApp, stack: &NativeStack) -> S
     let traffic = tokio::time::timeout(
         SETTLE_TIMEOUT,
         tokio::process::Command::new(labctl)
-            .args([
-                "traffic",
-                "--base-url",
+            .args(binaries::labctl_traffic_args(
                 &app.address,
-                "--seed",
-                &SEED.to_string(),
-            ])
-            .args([
-                "--requests",
-                &REQUESTS.to_string(),
-                "--rate",
+                SEED,
+                REQUESTS,
                 RATE,
-                "--concurrency",
-                CONCURRENCY,
-            ])
+            ))
+            .args(["--concurrency", CONCURRENCY])
             .arg("--json")
             .arg(&summary_path)
             .kill_on_drop(true)
