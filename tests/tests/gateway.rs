@@ -79,7 +79,7 @@ async fn gateways_sample_whole_traces_and_red_stays_exact() {
     );
     let exit = app.shutdown();
     assert!(exit.success(), "todo-api exited with {exit}");
-    let sent = gateway_support::sent_by_key(&summary);
+    let sent = summary.count_by_key();
     let traffic_done = started.elapsed();
 
     let prometheus = Prometheus::new(labctl::http::client(), &stack.prometheus_url);

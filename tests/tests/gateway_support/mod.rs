@@ -58,16 +58,6 @@ pub async fn traffic(base_url: &str, dir: &Path, seed: u64, requests: u64, rate:
         .expect("labctl's summary parses")
 }
 
-pub fn sent_by_key(summary: &Summary) -> BTreeMap<Key, u64> {
-    let mut sent = BTreeMap::new();
-    for row in &summary.responses {
-        *sent
-            .entry((row.method.clone(), row.route.clone(), row.status))
-            .or_insert(0) += row.count;
-    }
-    sent
-}
-
 pub fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -13,7 +13,7 @@ use labctl::prom::Prometheus;
 use labctl::summary::{Summary, Totals};
 
 use crate::inputs::{SpanMetricsConfig, dashboard_files};
-use crate::prometheus::{Key, Settled, scalar, sent_by_key, settle};
+use crate::prometheus::{Key, Settled, scalar, settle};
 use crate::{
     CONCURRENCY, FAULT_ERROR_RATE, FAULT_LATENCY_MS, FAULT_ROUTE, RATE, REQUESTS, SEED, SERVER,
     SERVICE, SETTLE_TIMEOUT,
@@ -99,7 +99,7 @@ impl Run {
 
         // ---- Prometheus: wait until every request is counted --------------------------------
         let prometheus = Prometheus::new(labctl::http::client(), &stack.prometheus_url);
-        let sent = sent_by_key(&summary);
+        let sent = summary.count_by_key();
         let span_counts_expr = format!(
             r#"sum by (http_request_method, http_route, http_response_status_code) (traces_span_metrics_calls_total{{service_name="{SERVICE}", {SERVER}}})"#
         );
