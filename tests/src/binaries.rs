@@ -59,23 +59,6 @@ fn newest_file(dirs: impl Iterator<Item = PathBuf>) -> Option<(SystemTime, PathB
         .max_by_key(|(modified, _)| *modified)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_newest_file_is_found_in_nested_folders() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
-        std::fs::write(dir.path().join("a/old"), "").unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        std::fs::write(dir.path().join("a/b/new"), "").unwrap();
-        let (_, newest) = newest_file([dir.path().to_path_buf()].into_iter()).unwrap();
-        assert_eq!(newest, dir.path().join("a/b/new"));
-        assert!(newest_file([dir.path().join("missing")].into_iter()).is_none());
-    }
-}
-
 /// The arguments a seeded `labctl traffic` run starts with: `requests` requests at `rate`
 /// per second against `base_url`, planned from `seed` (the kit cannot depend on labctl).
 pub fn labctl_traffic_args(base_url: &str, seed: u64, requests: u64, rate: &str) -> Vec<String> {
@@ -92,4 +75,21 @@ pub fn labctl_traffic_args(base_url: &str, seed: u64, requests: u64, rate: &str)
     ]
     .map(str::to_owned)
     .to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_file_is_found_in_nested_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        std::fs::write(dir.path().join("a/old"), "").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(dir.path().join("a/b/new"), "").unwrap();
+        let (_, newest) = newest_file([dir.path().to_path_buf()].into_iter()).unwrap();
+        assert_eq!(newest, dir.path().join("a/b/new"));
+        assert!(newest_file([dir.path().join("missing")].into_iter()).is_none());
+    }
 }
