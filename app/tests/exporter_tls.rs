@@ -43,6 +43,25 @@ async fn spawn(endpoint: &str, protocol: &str, extra: &[(&str, String)]) -> Test
     TestApp::spawn_with(&env).await
 }
 
+/// A receiver that admits only the bearer `TOKEN`, behind a TLS front, and the service
+/// trusting the front's CA and sending `token` (URL-encoded space) plus `extra`.
+async fn spawn_behind_token(
+    pki: &Pki,
+    protocol: &str,
+    token: &str,
+    extra: &[(&str, String)],
+) -> (OtlpReceiver, TlsFront, TestApp) {
+    let receiver = OtlpReceiver::start_requiring(&format!("Bearer {TOKEN}")).await;
+    let front = TlsFront::start(pki.server_config(false), plain_endpoint(&receiver, protocol)).await;
+    let mut env = vec![
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", pki.path("ca.pem")),
+        ("OTEL_EXPORTER_OTLP_HEADERS", format!("authorization=Bearer%20{token}")),
+    ];
+    env.extend_from_slice(extra);
+    let app = spawn(&front.endpoint(), protocol, &env).await;
+    (receiver, front, app)
+}
+
 /// Sends requests (each makes a span, a log record and a metric point) until `done`.
 async fn drive_until(app: &TestApp, what: &str, done: impl Fn() -> bool) {
     let deadline = Instant::now() + WAIT;
@@ -101,16 +120,11 @@ fn assert_no_export_complaint(app: &TestApp) {
 async fn private_ca_headers_and_gzip_arrive_over_both_protocols() {
     let pki = Pki::generate();
     for protocol in PROTOCOLS {
-        let receiver = OtlpReceiver::start_requiring(&format!("Bearer {TOKEN}")).await;
-        let front = TlsFront::start(pki.server_config(false), plain_endpoint(&receiver, protocol)).await;
-        let app = spawn(
-            &front.endpoint(),
+        let (receiver, _front, app) = spawn_behind_token(
+            &pki,
             protocol,
-            &[
-                ("OTEL_EXPORTER_OTLP_CERTIFICATE", pki.path("ca.pem")),
-                ("OTEL_EXPORTER_OTLP_HEADERS", format!("authorization=Bearer%20{TOKEN}")),
-                ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip".to_owned()),
-            ],
+            TOKEN,
+            &[("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip".to_owned())],
         )
         .await;
         drive_until(&app, &format!("all signals over {protocol}"), || {
@@ -239,17 +253,7 @@ async fn refused_credentials_are_one_rejected_line_per_signal() {
     let pki = Pki::generate();
     let wrong = "wrong-9d3e1b";
     for protocol in PROTOCOLS {
-        let receiver = OtlpReceiver::start_requiring(&format!("Bearer {TOKEN}")).await;
-        let front = TlsFront::start(pki.server_config(false), plain_endpoint(&receiver, protocol)).await;
-        let app = spawn(
-            &front.endpoint(),
-            protocol,
-            &[
-                ("OTEL_EXPORTER_OTLP_CERTIFICATE", pki.path("ca.pem")),
-                ("OTEL_EXPORTER_OTLP_HEADERS", format!("authorization=Bearer%20{wrong}")),
-            ],
-        )
-        .await;
+        let (receiver, _front, app) = spawn_behind_token(&pki, protocol, wrong, &[]).await;
         let rejected = |signal: &str| format!("{signal} export rejected: check the credentials");
         let what = format!("a rejected line per signal over {protocol}");
         let output =

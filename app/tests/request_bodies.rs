@@ -110,16 +110,7 @@ async fn schema_violations_name_every_invalid_field() {
 #[tokio::test(flavor = "multi_thread")]
 async fn updates_are_checked_by_the_same_schema_rules() {
     let app = spawn().await;
-    let created: Value = app
-        .client
-        .post(app.url("/api/v1/todos"))
-        .json(&json!({ "title": "t" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = app.create_ok("t").await;
     let path = format!("/api/v1/todos/{}", created["id"].as_str().unwrap());
     let problem = bad_request(
         &app,

@@ -3,6 +3,7 @@
 //! answered requests, the dashboard's "Error rate"; 4xx are client errors and counted
 //! apart, never as errors.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -188,6 +189,17 @@ impl Summary {
             .filter(|row| row.method == method && row.route == route && row.status == status)
             .map(|row| row.count)
             .sum()
+    }
+
+    /// Responses by (method, route, status): the whole table [`Summary::count`] reads.
+    pub fn count_by_key(&self) -> BTreeMap<(String, String, u16), u64> {
+        let mut counts = BTreeMap::new();
+        for row in &self.responses {
+            *counts
+                .entry((row.method.clone(), row.route.clone(), row.status))
+                .or_insert(0) += row.count;
+        }
+        counts
     }
 
     pub fn totals(&self) -> Totals {

@@ -59,6 +59,24 @@ fn newest_file(dirs: impl Iterator<Item = PathBuf>) -> Option<(SystemTime, PathB
         .max_by_key(|(modified, _)| *modified)
 }
 
+/// The arguments a seeded `labctl traffic` run starts with: `requests` requests at `rate`
+/// per second against `base_url`, planned from `seed` (the kit cannot depend on labctl).
+pub fn labctl_traffic_args(base_url: &str, seed: u64, requests: u64, rate: &str) -> Vec<String> {
+    [
+        "traffic",
+        "--base-url",
+        base_url,
+        "--seed",
+        &seed.to_string(),
+        "--requests",
+        &requests.to_string(),
+        "--rate",
+        rate,
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,9 +14,9 @@ use std::{
     process::Command,
 };
 
+use crate::sink_spans::{attributes, complete_lines, resource_spans, service_name};
 use anyhow::{Context, ensure};
 use serde_json::Value;
-use crate::sink_spans::attributes;
 
 use crate::{
     native::{READY_TIMEOUT, binaries, start_component},
@@ -314,44 +314,30 @@ impl SinkSpan {
 
 /// Every span in a sink file (complete lines only: the file exporter may be writing).
 pub fn read_spans(path: &Path) -> Vec<SinkSpan> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut spans = Vec::new();
-    for line in text.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
-        let Ok(batch) = serde_json::from_str::<Value>(line) else {
+    for line in complete_lines(path) {
+        let Ok(batch) = serde_json::from_str::<Value>(&line) else {
             continue;
         };
-        for resource_spans in batch["resourceSpans"].as_array().into_iter().flatten() {
-            let service_name = attributes(&resource_spans["resource"]["attributes"])
-                .get("service.name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            for scope in resource_spans["scopeSpans"]
-                .as_array()
-                .into_iter()
-                .flatten()
-            {
-                for span in scope["spans"].as_array().into_iter().flatten() {
-                    let text = |field: &str| span[field].as_str().unwrap_or_default().to_owned();
-                    let nanos = |field: &str| {
-                        span[field]
-                            .as_str()
-                            .and_then(|t| t.parse().ok())
-                            .unwrap_or(0)
-                    };
-                    spans.push(SinkSpan {
-                        trace_id: text("traceId"),
-                        span_id: text("spanId"),
-                        parent_span_id: text("parentSpanId"),
-                        kind: span["kind"].as_i64().unwrap_or(0),
-                        status_code: span["status"]["code"].as_i64().unwrap_or(0),
-                        start_ns: nanos("startTimeUnixNano"),
-                        end_ns: nanos("endTimeUnixNano"),
-                        service_name: service_name.clone(),
-                        attributes: attributes(&span["attributes"]),
-                    });
-                }
-            }
+        for (resource, span) in resource_spans(&batch) {
+            let text = |field: &str| span[field].as_str().unwrap_or_default().to_owned();
+            let nanos = |field: &str| {
+                span[field]
+                    .as_str()
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(0)
+            };
+            spans.push(SinkSpan {
+                trace_id: text("traceId"),
+                span_id: text("spanId"),
+                parent_span_id: text("parentSpanId"),
+                kind: span["kind"].as_i64().unwrap_or(0),
+                status_code: span["status"]["code"].as_i64().unwrap_or(0),
+                start_ns: nanos("startTimeUnixNano"),
+                end_ns: nanos("endTimeUnixNano"),
+                service_name: service_name(resource).unwrap_or_default(),
+                attributes: attributes(&span["attributes"]),
+            });
         }
     }
     spans

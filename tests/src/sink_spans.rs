@@ -45,47 +45,66 @@ impl SinkSpan {
 }
 
 /// Every complete line of the sink file (the exporter may be writing the last one).
-pub fn read(path: &Path) -> Vec<SinkSpan> {
+pub fn complete_lines(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut spans = Vec::new();
-    for line in text
-        .split_inclusive('\n')
+    text.split_inclusive('\n')
         .filter(|line| line.ends_with('\n'))
-    {
-        let batch: Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("a sink line is not JSON ({e}): {line}"));
-        for resource_spans in batch["resourceSpans"].as_array().into_iter().flatten() {
-            let service = attributes(&resource_spans["resource"]["attributes"])
-                .get("service.name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            let scopes = resource_spans["scopeSpans"]
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every span of one OTLP/JSON batch, with the resource it came under.
+pub fn resource_spans(batch: &Value) -> impl Iterator<Item = (&Value, &Value)> {
+    batch["resourceSpans"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|resource_spans| {
+            let resource = &resource_spans["resource"];
+            resource_spans["scopeSpans"]
                 .as_array()
                 .into_iter()
-                .flatten();
-            for span in scopes.flat_map(|s| s["spans"].as_array().into_iter().flatten()) {
-                let text = |field: &str| span[field].as_str().unwrap_or_default().to_owned();
-                let nanos = |field: &str| {
-                    span[field]
-                        .as_str()
-                        .and_then(|n| n.parse().ok())
-                        .or_else(|| span[field].as_u64())
-                        .unwrap_or(0)
-                };
-                spans.push(SinkSpan {
-                    service: service.clone(),
-                    trace_id: text("traceId"),
-                    span_id: text("spanId"),
-                    parent_span_id: text("parentSpanId"),
-                    name: text("name"),
-                    kind: span["kind"].as_i64().unwrap_or(0),
-                    status_code: span["status"]["code"].as_i64().unwrap_or(0),
-                    start_unix_nano: nanos("startTimeUnixNano"),
-                    end_unix_nano: nanos("endTimeUnixNano"),
-                    attributes: attributes(&span["attributes"]),
-                });
-            }
+                .flatten()
+                .flat_map(|scope| scope["spans"].as_array().into_iter().flatten())
+                .map(move |span| (resource, span))
+        })
+}
+
+/// The `service.name` attribute of an OTLP/JSON resource.
+pub fn service_name(resource: &Value) -> Option<String> {
+    attributes(&resource["attributes"])
+        .get("service.name")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// Every span in the complete lines of the sink file.
+pub fn read(path: &Path) -> Vec<SinkSpan> {
+    let mut spans = Vec::new();
+    for line in complete_lines(path) {
+        let batch: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("a sink line is not JSON ({e}): {line}"));
+        for (resource, span) in resource_spans(&batch) {
+            let text = |field: &str| span[field].as_str().unwrap_or_default().to_owned();
+            let nanos = |field: &str| {
+                span[field]
+                    .as_str()
+                    .and_then(|n| n.parse().ok())
+                    .or_else(|| span[field].as_u64())
+                    .unwrap_or(0)
+            };
+            spans.push(SinkSpan {
+                service: service_name(resource).unwrap_or_default(),
+                trace_id: text("traceId"),
+                span_id: text("spanId"),
+                parent_span_id: text("parentSpanId"),
+                name: text("name"),
+                kind: span["kind"].as_i64().unwrap_or(0),
+                status_code: span["status"]["code"].as_i64().unwrap_or(0),
+                start_unix_nano: nanos("startTimeUnixNano"),
+                end_unix_nano: nanos("endTimeUnixNano"),
+                attributes: attributes(&span["attributes"]),
+            });
         }
     }
     spans

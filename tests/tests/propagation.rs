@@ -55,6 +55,17 @@ fn labctl() -> std::path::PathBuf {
     binaries::fresh_binary("labctl", &["labctl/src", "stack/lab.env"])
 }
 
+/// `labctl` with `args` and `env`, run to its end.
+async fn run_labctl(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    tokio::process::Command::new(labctl())
+        .args(args)
+        .envs(env.iter().copied())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("labctl runs")
+}
+
 fn use_fresh_api() {
     let api = binaries::fresh_binary("todo-api", &["app/src", "app/migrations"]);
     lab_tests::app::use_binary(api.to_str().expect("a UTF-8 path"));
@@ -80,21 +91,13 @@ async fn traffic(
     let output = tokio::time::timeout(
         SETTLE,
         tokio::process::Command::new(labctl())
-            .args([
-                "traffic",
-                "--base-url",
+            .args(binaries::labctl_traffic_args(
                 &app.address,
-                "--seed",
-                &SEED.to_string(),
-            ])
-            .args([
-                "--requests",
-                &requests.to_string(),
-                "--rate",
+                SEED,
+                requests,
                 RATE,
-                "--concurrency",
-                "4",
-            ])
+            ))
+            .args(["--concurrency", "4"])
             .args(["--baggage", &format!("{}={}", UNTRUSTED.0, UNTRUSTED.1)])
             .arg("--json")
             .arg(&json)
@@ -639,13 +642,7 @@ async fn verify_and_check_send_no_telemetry() {
             &nowhere,
         ],
     ] {
-        let output = tokio::process::Command::new(labctl())
-            .args(&args)
-            .envs(env)
-            .kill_on_drop(true)
-            .output()
-            .await
-            .expect("labctl runs");
+        let output = run_labctl(&args, &env).await;
         assert!(
             output.status.code().is_some(),
             "labctl {args:?} ended by a signal"
@@ -663,8 +660,8 @@ async fn verify_and_check_send_no_telemetry() {
             .collect::<Vec<_>>()
     );
     // The control: with the same environment, traffic does export.
-    let output = tokio::process::Command::new(labctl())
-        .args([
+    let output = run_labctl(
+        &[
             "traffic",
             "--quiet",
             "--requests",
@@ -673,12 +670,10 @@ async fn verify_and_check_send_no_telemetry() {
             "50",
             "--base-url",
             &app.address,
-        ])
-        .envs(env)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("labctl runs");
+        ],
+        &env,
+    )
+    .await;
     assert!(
         output.status.success(),
         "{}",

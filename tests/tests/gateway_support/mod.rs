@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use lab_tests::binaries::labctl_traffic_args;
 use labctl::prom::{Prometheus, QueryData};
 use labctl::summary::Summary;
 
@@ -33,19 +34,12 @@ pub async fn traffic(base_url: &str, dir: &Path, seed: u64, requests: u64, rate:
     let output = tokio::time::timeout(
         Duration::from_secs(120),
         tokio::process::Command::new(binary("labctl"))
-            .args([
-                "traffic",
-                "--base-url",
+            .args(labctl_traffic_args(
                 base_url,
-                "--seed",
-                &seed.to_string(),
-            ])
-            .args([
-                "--requests",
-                &requests.to_string(),
-                "--rate",
+                seed,
+                requests,
                 &rate.to_string(),
-            ])
+            ))
             .args(["--concurrency", "4", "--json"])
             .arg(&summary_path)
             .kill_on_drop(true)
@@ -62,16 +56,6 @@ pub async fn traffic(base_url: &str, dir: &Path, seed: u64, requests: u64, rate:
     );
     serde_json::from_str(&std::fs::read_to_string(&summary_path).unwrap())
         .expect("labctl's summary parses")
-}
-
-pub fn sent_by_key(summary: &Summary) -> BTreeMap<Key, u64> {
-    let mut sent = BTreeMap::new();
-    for row in &summary.responses {
-        *sent
-            .entry((row.method.clone(), row.route.clone(), row.status))
-            .or_insert(0) += row.count;
-    }
-    sent
 }
 
 pub fn now() -> f64 {

@@ -7,23 +7,12 @@ use std::time::{Duration, Instant};
 
 use labctl::clock::now;
 use labctl::prom::{Prometheus, QueryData};
-use labctl::summary::Summary;
 use regex::Regex;
 
 use crate::{SERVER, SERVICE, SETTLE_TIMEOUT};
 
 /// (method, route, status)
 pub type Key = (String, String, u16);
-
-pub fn sent_by_key(summary: &Summary) -> BTreeMap<Key, u64> {
-    let mut sent = BTreeMap::new();
-    for row in &summary.responses {
-        *sent
-            .entry((row.method.clone(), row.route.clone(), row.status))
-            .or_insert(0) += row.count;
-    }
-    sent
-}
 
 pub async fn instant(prometheus: &Prometheus, expr: &str, at: f64) -> Result<QueryData, String> {
     prometheus

@@ -13,7 +13,7 @@ use labctl::prom::Prometheus;
 use labctl::summary::{Summary, Totals};
 
 use crate::inputs::{SpanMetricsConfig, dashboard_files};
-use crate::prometheus::{Key, Settled, scalar, sent_by_key, settle};
+use crate::prometheus::{Key, Settled, scalar, settle};
 use crate::{
     CONCURRENCY, FAULT_ERROR_RATE, FAULT_LATENCY_MS, FAULT_ROUTE, RATE, REQUESTS, SEED, SERVER,
     SERVICE, SETTLE_TIMEOUT,
@@ -70,23 +70,20 @@ impl Run {
         // As in lab 3 (stack/compose.collector.yaml over compose.lgtm.yaml): OTLP/HTTP to the
         // collector; a shorter metric interval than the lab's 5 s keeps the test short.
         let fault_latency = FAULT_LATENCY_MS.to_string();
-        let app = TestApp::spawn_with(&[
+        let mut env = vec![
             ("OTEL_SERVICE_NAME", SERVICE),
             (
                 lab::RESOURCE_ATTRIBUTES,
                 lab::value(lab::RESOURCE_ATTRIBUTES),
             ),
-            ("OTEL_TRACES_EXPORTER", "otlp"),
-            ("OTEL_LOGS_EXPORTER", "otlp"),
-            ("OTEL_METRICS_EXPORTER", "otlp"),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &stack.collector_http_url),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "1000"),
+        ];
+        env.extend(lab_tests::app::otlp_http_env(&stack.collector_http_url));
+        env.extend([
             ("LAB_FAULT_ERROR_RATE", FAULT_ERROR_RATE),
             ("LAB_FAULT_LATENCY_MS", &fault_latency),
             ("LAB_FAULT_ROUTES", FAULT_ROUTE),
-        ])
-        .await;
+        ]);
+        let app = TestApp::spawn_with(&env).await;
         let up = started.elapsed();
 
         // ---- traffic ----------------------------------------------------------------------
@@ -99,7 +96,7 @@ impl Run {
 
         // ---- Prometheus: wait until every request is counted --------------------------------
         let prometheus = Prometheus::new(labctl::http::client(), &stack.prometheus_url);
-        let sent = sent_by_key(&summary);
+        let sent = summary.count_by_key();
         let span_counts_expr = format!(
             r#"sum by (http_request_method, http_route, http_response_status_code) (traces_span_metrics_calls_total{{service_name="{SERVICE}", {SERVER}}})"#
         );
@@ -154,21 +151,13 @@ async fn send_traffic(labctl: &PathBuf, app: &TestApp, stack: &NativeStack) -> S
     let traffic = tokio::time::timeout(
         SETTLE_TIMEOUT,
         tokio::process::Command::new(labctl)
-            .args([
-                "traffic",
-                "--base-url",
+            .args(binaries::labctl_traffic_args(
                 &app.address,
-                "--seed",
-                &SEED.to_string(),
-            ])
-            .args([
-                "--requests",
-                &REQUESTS.to_string(),
-                "--rate",
+                SEED,
+                REQUESTS,
                 RATE,
-                "--concurrency",
-                CONCURRENCY,
-            ])
+            ))
+            .args(["--concurrency", CONCURRENCY])
             .arg("--json")
             .arg(&summary_path)
             .kill_on_drop(true)

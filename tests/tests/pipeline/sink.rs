@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::SETTLE_TIMEOUT;
 use crate::prometheus::Key;
-use lab_tests::sink_spans::attributes;
+use lab_tests::sink_spans::{attributes, complete_lines, resource_spans, service_name};
 
 #[derive(Debug, Default)]
 pub struct Sink {
@@ -66,35 +66,24 @@ pub const SERVER_KIND: i64 = 2;
 pub const CLIENT_KIND: i64 = 3;
 
 fn read_sink(path: &Path) -> Sink {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut sink = Sink::default();
-    // Only complete lines: the file exporter may be half-way through the last one.
-    for line in text
-        .split_inclusive('\n')
-        .filter(|line| line.ends_with('\n'))
-    {
-        let batch: Value = serde_json::from_str(line)
+    for line in complete_lines(path) {
+        let batch: Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("a sink line is not JSON ({e}): {line}"));
         for resource_spans in batch["resourceSpans"].as_array().into_iter().flatten() {
             sink.resources
                 .push(("spans", service_name(&resource_spans["resource"])));
-            for scope in resource_spans["scopeSpans"]
-                .as_array()
-                .into_iter()
-                .flatten()
-            {
-                for span in scope["spans"].as_array().into_iter().flatten() {
-                    let text = |field: &str| span[field].as_str().unwrap_or_default().to_owned();
-                    sink.spans.push(SinkSpan {
-                        trace_id: text("traceId"),
-                        span_id: text("spanId"),
-                        parent_span_id: text("parentSpanId"),
-                        name: text("name"),
-                        kind: span["kind"].as_i64().unwrap_or(0),
-                        attributes: attributes(&span["attributes"]),
-                    });
-                }
-            }
+        }
+        for (_, span) in resource_spans(&batch) {
+            let text = |field: &str| span[field].as_str().unwrap_or_default().to_owned();
+            sink.spans.push(SinkSpan {
+                trace_id: text("traceId"),
+                span_id: text("spanId"),
+                parent_span_id: text("parentSpanId"),
+                name: text("name"),
+                kind: span["kind"].as_i64().unwrap_or(0),
+                attributes: attributes(&span["attributes"]),
+            });
         }
         for resource_logs in batch["resourceLogs"].as_array().into_iter().flatten() {
             sink.resources
@@ -115,13 +104,6 @@ fn read_sink(path: &Path) -> Sink {
         }
     }
     sink
-}
-
-fn service_name(resource: &Value) -> Option<String> {
-    attributes(&resource["attributes"])
-        .get("service.name")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
 }
 
 pub const INJECTED_FAULT_LOG: &str = "injected fault (LAB_FAULT_ERROR_RATE)";
