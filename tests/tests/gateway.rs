@@ -51,20 +51,23 @@ async fn gateways_sample_whole_traces_and_red_stays_exact() {
     let stack = GatewayStack::start(Options::default())
         .await
         .unwrap_or_else(|e| panic!("gateway stack: {e:#}"));
-    let mut env = vec![
+    let app = TestApp::spawn_with(&[
         ("OTEL_SERVICE_NAME", "todo-api"),
         (
             lab::RESOURCE_ATTRIBUTES,
             lab::value(lab::RESOURCE_ATTRIBUTES),
         ),
-    ];
-    env.extend(lab_tests::app::otlp_http_env(&stack.agent_http_url));
-    env.extend([
+        ("OTEL_TRACES_EXPORTER", "otlp"),
+        ("OTEL_LOGS_EXPORTER", "otlp"),
+        ("OTEL_METRICS_EXPORTER", "otlp"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &stack.agent_http_url),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "1000"),
         ("LAB_FAULT_ERROR_RATE", FAULT_ERROR_RATE),
         ("LAB_FAULT_LATENCY_MS", FAULT_LATENCY_MS),
         ("LAB_FAULT_ROUTES", ROUTE_TODO),
-    ]);
-    let app = TestApp::spawn_with(&env).await;
+    ])
+    .await;
     let up = started.elapsed();
 
     let summary = gateway_support::traffic(&app.address, &stack.dir, SEED, REQUESTS, RATE).await;

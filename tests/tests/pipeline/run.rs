@@ -70,20 +70,23 @@ impl Run {
         // As in lab 3 (stack/compose.collector.yaml over compose.lgtm.yaml): OTLP/HTTP to the
         // collector; a shorter metric interval than the lab's 5 s keeps the test short.
         let fault_latency = FAULT_LATENCY_MS.to_string();
-        let mut env = vec![
+        let app = TestApp::spawn_with(&[
             ("OTEL_SERVICE_NAME", SERVICE),
             (
                 lab::RESOURCE_ATTRIBUTES,
                 lab::value(lab::RESOURCE_ATTRIBUTES),
             ),
-        ];
-        env.extend(lab_tests::app::otlp_http_env(&stack.collector_http_url));
-        env.extend([
+            ("OTEL_TRACES_EXPORTER", "otlp"),
+            ("OTEL_LOGS_EXPORTER", "otlp"),
+            ("OTEL_METRICS_EXPORTER", "otlp"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &stack.collector_http_url),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "1000"),
             ("LAB_FAULT_ERROR_RATE", FAULT_ERROR_RATE),
             ("LAB_FAULT_LATENCY_MS", &fault_latency),
             ("LAB_FAULT_ROUTES", FAULT_ROUTE),
-        ]);
-        let app = TestApp::spawn_with(&env).await;
+        ])
+        .await;
         let up = started.elapsed();
 
         // ---- traffic ----------------------------------------------------------------------
