@@ -20,6 +20,20 @@ pub struct TestApp {
     server: Server,
 }
 
+/// Every signal exported over OTLP with `protocol` (the lab's, from stack/lab.env: the
+/// caller reads it) to `endpoint`, with a metric interval of 1 s (shorter than the
+/// lab's 5 s, to keep the end-to-end tests short).
+pub fn otlp_env<'a>(protocol: &'a str, endpoint: &'a str) -> [(&'static str, &'a str); 6] {
+    [
+        ("OTEL_TRACES_EXPORTER", "otlp"),
+        ("OTEL_LOGS_EXPORTER", "otlp"),
+        ("OTEL_METRICS_EXPORTER", "otlp"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "1000"),
+    ]
+}
+
 impl TestApp {
     /// Starts the service with a fresh database and telemetry off.
     pub async fn spawn() -> TestApp {

@@ -51,23 +51,20 @@ async fn gateways_sample_whole_traces_and_red_stays_exact() {
     let stack = GatewayStack::start(Options::default())
         .await
         .unwrap_or_else(|e| panic!("gateway stack: {e:#}"));
-    let app = TestApp::spawn_with(&[
+    let mut env = vec![
         ("OTEL_SERVICE_NAME", "todo-api"),
         (
             lab::RESOURCE_ATTRIBUTES,
             lab::value(lab::RESOURCE_ATTRIBUTES),
         ),
-        ("OTEL_TRACES_EXPORTER", "otlp"),
-        ("OTEL_LOGS_EXPORTER", "otlp"),
-        ("OTEL_METRICS_EXPORTER", "otlp"),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", &stack.agent_http_url),
-        ("OTEL_METRIC_EXPORT_INTERVAL", "1000"),
+    ];
+    env.extend(lab_tests::app::otlp_env(lab::value(lab::OTLP_PROTOCOL), &stack.agent_http_url));
+    env.extend([
         ("LAB_FAULT_ERROR_RATE", FAULT_ERROR_RATE),
         ("LAB_FAULT_LATENCY_MS", FAULT_LATENCY_MS),
         ("LAB_FAULT_ROUTES", ROUTE_TODO),
-    ])
-    .await;
+    ]);
+    let app = TestApp::spawn_with(&env).await;
     let up = started.elapsed();
 
     let summary = gateway_support::traffic(&app.address, &stack.dir, SEED, REQUESTS, RATE).await;

@@ -70,23 +70,20 @@ impl Run {
         // As in lab 3 (stack/compose.collector.yaml over compose.lgtm.yaml): OTLP/HTTP to the
         // collector; a shorter metric interval than the lab's 5 s keeps the test short.
         let fault_latency = FAULT_LATENCY_MS.to_string();
-        let app = TestApp::spawn_with(&[
+        let mut env = vec![
             ("OTEL_SERVICE_NAME", SERVICE),
             (
                 lab::RESOURCE_ATTRIBUTES,
                 lab::value(lab::RESOURCE_ATTRIBUTES),
             ),
-            ("OTEL_TRACES_EXPORTER", "otlp"),
-            ("OTEL_LOGS_EXPORTER", "otlp"),
-            ("OTEL_METRICS_EXPORTER", "otlp"),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &stack.collector_http_url),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "1000"),
+        ];
+        env.extend(lab_tests::app::otlp_env(lab::value(lab::OTLP_PROTOCOL), &stack.collector_http_url));
+        env.extend([
             ("LAB_FAULT_ERROR_RATE", FAULT_ERROR_RATE),
             ("LAB_FAULT_LATENCY_MS", &fault_latency),
             ("LAB_FAULT_ROUTES", FAULT_ROUTE),
-        ])
-        .await;
+        ]);
+        let app = TestApp::spawn_with(&env).await;
         let up = started.elapsed();
 
         // ---- traffic ----------------------------------------------------------------------
