@@ -22,7 +22,7 @@ from pathlib import Path
 import instructions as callgrind
 from load import pgbench, postgres_bindir, wrk
 from native import ROOT, App, NativeStack, cpu_seconds, postgres_cpu, rss_mb
-from report import instructions_table, report
+from report import BASELINE, instructions_table, report
 
 SEED_ROWS = 1000
 # The seeded ids are `00000000-0000-4000-8000-000000000NNN`, so wrk and pgbench can pick
@@ -46,8 +46,13 @@ def log(message):
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
+# A mode is a label: `off`, a protocol, or either of them followed by BASELINE for the
+# build given with --baseline, measured in the same run for a before/after comparison.
+
+
 def protocol_of(mode):
-    return None if mode == "off" else mode
+    plain = mode.removesuffix(BASELINE)
+    return None if plain == "off" else plain
 
 
 def measure(app, stack, postmaster, script, args):
@@ -80,6 +85,9 @@ def main():
                         help="also count instructions per request under callgrind, SECONDS of load per mode")
     parser.add_argument("--no-timing", action="store_true", help="skip the timed runs (with --instructions)")
     parser.add_argument("--keep", type=Path, help="keep the work directory (callgrind dumps) here")
+    parser.add_argument("--baseline", type=Path, metavar="BINARY",
+                        help="also measure this build of the service (e.g. main's, before a change), interleaved"
+                             " with the current one, so before and after come from one run")
     args = parser.parse_args()
     if not 1 <= args.duration <= 120 or not 1 <= args.runs <= 10 or not 0 <= args.instructions <= 60:
         raise SystemExit("bench: keep --duration within 1..120 s, --runs within 1..10, --instructions within 0..60 s")
@@ -90,13 +98,20 @@ def main():
     if args.no_timing and not args.instructions:
         raise SystemExit("bench: --no-timing leaves nothing to measure without --instructions")
     modes = ["off", *protocols]
+    binary = str(ROOT / "target" / "release" / "todo-api")
+    binaries = dict.fromkeys(modes, binary)
+    if args.baseline:
+        if not os.access(args.baseline, os.X_OK):
+            raise SystemExit(f"bench: --baseline {args.baseline} is not an executable")
+        baseline = str(args.baseline.resolve())
+        modes += [mode + BASELINE for mode in modes]
+        binaries.update({mode: baseline for mode in modes if mode.endswith(BASELINE)})
     database_url = os.environ.get("DATABASE_URL") or sys.exit("bench: DATABASE_URL is not set (run it through `just bench`)")
     for tool, hint in (("wrk", "apt-get install wrk; Nix: the devShell has it"),
                        ("valgrind", "apt-get install valgrind") if args.instructions else (None, None)):
         if tool and shutil.which(tool) is None:
             raise SystemExit(f"bench: {tool} not found ({hint})")
 
-    binary = str(ROOT / "target" / "release" / "todo-api")
     bindir = postgres_bindir()
     # The throwaway cluster trusts local connections: its superuser may read the settings.
     admin_url = re.sub(r"//[^@/]*@", "//postgres@", database_url)
@@ -117,8 +132,8 @@ def main():
             for run in range(0 if args.no_timing else args.runs):
                 for name, script in workloads:
                     for mode in modes:
-                        app = App(binary, database_url, protocol_of(mode), stack.collector,
-                                  workdir / f"console.{run}.{script}.{mode.replace('/', '-')}.log")
+                        app = App(binaries[mode], database_url, protocol_of(mode), stack.collector,
+                                  workdir / f"console.{run}.{script}.{slug(mode)}.log")
                         try:
                             result = measure(app, stack, postmaster, script, args)
                         finally:
@@ -137,8 +152,8 @@ def main():
             if args.instructions:
                 for name, script in workloads:
                     for mode in modes:
-                        tag = f"{script.removesuffix('.lua')}.{mode.replace('/', '-')}"
-                        measured = callgrind.measure(binary, database_url, stack, protocol_of(mode), script,
+                        tag = f"{script.removesuffix('.lua')}.{slug(mode)}"
+                        measured = callgrind.measure(binaries[mode], database_url, stack, protocol_of(mode), script,
                                                      args.instructions, workdir, tag)
                         instructions[(name, mode)] = measured
                         log(f"callgrind {name} telemetry {mode}: {measured['instructions']:,.0f} instructions/request"
@@ -151,6 +166,10 @@ def main():
         text = report(results, workloads, modes, ceiling, throttled, instructions, args)
     args.out.write_text(text)
     print(text)
+
+
+def slug(mode):
+    return re.sub(r"[^a-z0-9]+", "-", mode).strip("-")
 
 
 def instructions_only(instructions, workloads, modes):

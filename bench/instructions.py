@@ -6,10 +6,11 @@ whatever else the machine is doing). `perf stat` would be cheaper, but this mach
 kernel offers no hardware counters (`perf stat -e instructions true`: not supported).
 
 One measurement: the service starts under callgrind with instrumentation off (start-up
-and migrations are not counted), a warm-up runs, counting starts, wrk sends requests for
-a fixed time, the service then stays up long enough for its batch processors and metric
-reader to export what those requests produced (that cost is telemetry's too), and the
-counters are dumped. Every thread of the service is counted: the request runtime, the
+and migrations are not counted), a warm-up runs, counting starts; an idle window is
+counted, then wrk sends requests for a fixed time and the service stays up long enough
+for its batch processors and metric reader to export what those requests produced (that
+cost is telemetry's too). Per request = (loaded window - idle window) / requests: what
+runs by the clock rather than per request is in both windows and cancels out. Every thread of the service is counted: the request runtime, the
 exporters' threads, the SDK's batch threads."""
 
 import re
@@ -32,7 +33,8 @@ def callgrind(pid, *command):
 
 
 def measure(binary, database_url, stack, protocol, script, seconds, workdir, tag):
-    """Instructions per request, and the annotated profile (self cost per function)."""
+    """Instructions per request, and the annotated profile (self cost per function), net
+    of what the service does in the same time without requests."""
     out = workdir / f"callgrind.{tag}.out"
     wrapper = [
         # --fair-sched: the exporters' threads spin briefly on locks; without it valgrind's
@@ -44,22 +46,36 @@ def measure(binary, database_url, stack, protocol, script, seconds, workdir, tag
     try:
         wrk(app.url, script, 3, CONNECTIONS, 1)
         callgrind(app.process.pid, "--instr=on")
+        # First an idle window as long as the loaded one: what runs by the clock (the
+        # metric reader's exports, the runtime's timers), which the loaded window holds
+        # too and which is no cost of the requests. Under callgrind's 50x slowdown a
+        # window holds 50x fewer requests per metric export than a native run.
         callgrind(app.process.pid, "--zero")
+        time.sleep(seconds + EXPORT_GRACE_S)
+        callgrind(app.process.pid, "--dump")
         result = wrk(app.url, script, seconds, CONNECTIONS, 1)
         time.sleep(EXPORT_GRACE_S)
         callgrind(app.process.pid, "--dump")
     finally:
         dropped = app.stop(timeout=120)
-    # The first dump after --zero holds exactly the measured window.
+    # Each dump holds what ran since the one before it: the idle window, then the loaded one.
     dumps = sorted(workdir.glob(f"callgrind.{tag}.out.*"), key=lambda p: int(p.suffix[1:]))
-    if not dumps:
-        raise SystemExit(f"bench: callgrind wrote no dump for {tag}")
-    total = totals(dumps[0])
+    if len(dumps) < 2:
+        raise SystemExit(f"bench: callgrind wrote {len(dumps)} of the 2 dumps for {tag}")
+    idle, loaded = dumps[0], dumps[1]
+    requests = result["requests"]
+    idle_profile = self_cost_by_group(idle, requests)
+    profile = {
+        group: cost - idle_profile.get(group, 0)
+        for group, cost in self_cost_by_group(loaded, requests).items()
+    }
     return {
-        "requests": result["requests"],
+        "requests": requests,
         "errors": result["errors"],
-        "instructions": total / result["requests"],
-        "profile": self_cost_by_group(dumps[0], result["requests"]),
+        "stages": stage_costs(loaded, requests),
+        "instructions": (totals(loaded) - totals(idle)) / requests,
+        "gross": totals(loaded) / requests,
+        "profile": profile,
         "dropped": dropped,
     }
 
@@ -107,6 +123,41 @@ def self_cost_by_group(dump, requests):
         group = group_of(match.group(3), match.group(4))
         groups[group] = groups.get(group, 0) + count / requests
     return groups
+
+
+# Where telemetry's instructions go, by stage: the inclusive cost of the function that
+# does each (its callees included), as callgrind_annotate names it. The export stages run
+# on the SDK's batch thread (HTTP) or the exporter's runtime (gRPC's encoding).
+STAGES = [
+    ("server span attributes (our middleware)", "todo_api::telemetry::http::request_attributes"),
+    ("histogram records (SDK: attribute-set lookup)", "opentelemetry_sdk::metrics::internal::ValueMap<A>::measure"),
+    ("span batch export, all of it (SDK batch thread)",
+     "opentelemetry_sdk::trace::span_processor::BatchSpanProcessor::get_spans_and_export"),
+    ("- SpanData to OTLP structs (opentelemetry-proto)",
+     "opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope"),
+    ("- protobuf encoding, HTTP (prost)", "prost::message::Message::encode_to_vec"),
+    ("- dropping the OTLP structs", "core::ptr::drop_in_place<opentelemetry_proto::proto::tonic::trace::v1::ResourceSpans>"),
+    ("protobuf encoding, gRPC (prost, in tonic's connection task)",
+     "<tonic_prost::codec::ProstEncoder<T> as tonic::codec::Encoder>::encode"),
+]
+
+
+def stage_costs(dump, requests):
+    """Inclusive instructions per request of each of STAGES' functions in `dump`."""
+    output = subprocess.run(
+        ["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(dump)],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    costs = {}
+    for line in output.splitlines():
+        match = ANNOTATED.match(line)
+        if not match or not match.group(4):
+            continue
+        for name, function in STAGES:
+            if match.group(3).endswith(function):
+                count = int(match.group(1).replace(",", "")) / requests
+                costs[name] = max(costs.get(name, 0), count)
+    return costs
 
 
 def top_functions(dump, limit=25):

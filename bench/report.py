@@ -3,15 +3,28 @@
 import os
 import statistics
 
+from instructions import STAGES
+
 # Targets (bench/README.md says where each comes from).
 CPU_RATIO_TARGET = 1.10  # service CPU per request, telemetry on / off, every workload and protocol
 E2E_TARGET = 0.85  # GET by id req/s, telemetry on / off, collector and backends on the same cores
 P99_TARGET_MS = 5.0  # GET by id p99 with telemetry on
 RSS_TARGET_MB = 32.0
+# The label suffix of the modes run with a --baseline build.
+BASELINE = " (baseline)"
 
 
 def median(runs, key):
     return statistics.median(run[key] for run in runs)
+
+
+def off_of(mode):
+    """The telemetry-off mode of the same build: what `mode`'s cost is measured against."""
+    return "off" + BASELINE if is_baseline(mode) else "off"
+
+
+def is_baseline(mode):
+    return mode.endswith(BASELINE)
 
 
 def verdict(ok):
@@ -19,7 +32,9 @@ def verdict(ok):
 
 
 def report(results, workloads, modes, ceiling, throttled, instructions, args):
-    on_modes = [mode for mode in modes if mode != "off"]
+    on_modes = [mode for mode in modes if not mode.startswith("off")]
+    # The targets hold the build being measured; a --baseline build is there to compare.
+    current_on = [mode for mode in on_modes if not is_baseline(mode)]
     lines = [
         "# Benchmark results",
         "",
@@ -66,20 +81,25 @@ def report(results, workloads, modes, ceiling, throttled, instructions, args):
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for name, _ in workloads:
-        off = median(results[(name, "off")], "app_us")
         for mode in on_modes:
+            off = median(results[(name, off_of(mode))], "app_us")
             on = median(results[(name, mode)], "app_us")
             ratio = on / off
+            target = "(baseline)" if is_baseline(mode) else \
+                f"<= {CPU_RATIO_TARGET:.2f} {verdict(ratio <= CPU_RATIO_TARGET)}"
             lines.append(
                 f"| {name} | {mode} | {off:.1f} | {on:.1f} | {on - off:+.1f} | {(on - off) / off:+.1%} |"
-                f" {ratio:.2f} | <= {CPU_RATIO_TARGET:.2f} {verdict(ratio <= CPU_RATIO_TARGET)} |"
+                f" {ratio:.2f} | {target} |"
             )
+
+    if any(is_baseline(mode) for mode in modes):
+        lines += baseline_table(results, workloads, [m for m in modes if not is_baseline(m)])
 
     if instructions:
         lines += ["", "## Instructions per request (callgrind)", ""] + instructions_table(instructions, workloads, modes)
 
     checks = []
-    for mode in on_modes:
+    for mode in current_on:
         by_id_on, by_id_off = results.get(("GET by id", mode)), results.get(("GET by id", "off"))
         if by_id_on and by_id_off:
             ratio = median(by_id_on, "rps") / median(by_id_off, "rps")
@@ -87,15 +107,17 @@ def report(results, workloads, modes, ceiling, throttled, instructions, args):
                            ratio >= E2E_TARGET))
             p99 = median(by_id_on, "p99")
             checks.append((f"GET by id p99, {mode} on", f"{p99:.2f} ms", f"< {P99_TARGET_MS} ms", p99 < P99_TARGET_MS))
-    by_id = results.get(("GET by id", on_modes[0])) if on_modes else None
+    by_id = results.get(("GET by id", current_on[0])) if current_on else None
     if by_id and ceiling:
         ceiling_ratio = median(by_id, "rps") / median(ceiling, "rps")
-        checks.append((f"GET by id ({on_modes[0]} on) / pgbench ceiling", f"{ceiling_ratio:.1%}", "(information)", None))
-    rss = max(r["rss"] for runs in results.values() for r in runs)
+        checks.append((f"GET by id ({current_on[0]} on) / pgbench ceiling", f"{ceiling_ratio:.1%}", "(information)", None))
+    current = [runs for (_, mode), runs in results.items() if not is_baseline(mode)]
+    measured_now = [m for (_, mode), m in (instructions or {}).items() if not is_baseline(mode)]
+    rss = max(r["rss"] for runs in current for r in runs)
     checks.append(("RSS after the runs (max)", f"{rss:.1f} MB", f"< {RSS_TARGET_MB} MB", rss < RSS_TARGET_MB))
     for signal in ("spans", "logs"):
-        dropped = sum(r["dropped"][signal] for runs in results.values() for r in runs)
-        dropped += sum(m["dropped"][signal] for m in (instructions or {}).values())
+        dropped = sum(r["dropped"][signal] for runs in current for r in runs)
+        dropped += sum(m["dropped"][signal] for m in measured_now)
         checks.append((f"{signal} dropped by the SDK (all runs)", f"{dropped}", "0", dropped == 0))
     lines += ["", "## Targets", "", "| ratio | measured | target | |", "| --- | ---: | ---: | --- |"]
     for name, measured, target, ok in checks:
@@ -103,23 +125,76 @@ def report(results, workloads, modes, ceiling, throttled, instructions, args):
     return "\n".join(lines) + "\n"
 
 
+def baseline_table(results, workloads, current_modes):
+    """The --baseline build against this one, mode by mode, from the same run."""
+    lines = [
+        "",
+        "## This build against the baseline",
+        "",
+        "The same run, the two builds interleaved: service CPU per request, throughput and p99.",
+        "",
+        "| workload | telemetry | baseline CPU us | this build CPU us | change | baseline req/s | req/s |"
+        " baseline p99 ms | p99 ms |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, _ in workloads:
+        for mode in current_modes:
+            before, after = results.get((name, mode + BASELINE)), results.get((name, mode))
+            if not before or not after:
+                continue
+            cpu_before, cpu_after = median(before, "app_us"), median(after, "app_us")
+            lines.append(
+                f"| {name} | {mode} | {cpu_before:.1f} | {cpu_after:.1f} | {(cpu_after - cpu_before) / cpu_before:+.1%} |"
+                f" {median(before, 'rps'):,.0f} | {median(after, 'rps'):,.0f} | {median(before, 'p99'):.2f} |"
+                f" {median(after, 'p99'):.2f} |"
+            )
+    return lines
+
+
 def instructions_table(instructions, workloads, modes):
     lines = [
         "Counted by valgrind's callgrind over every thread of the service: repeatable where the"
         " timings are not (bench/README.md, \"Instructions\").",
         "",
-        "| workload | telemetry | requests | instructions / request | on / off |",
-        "| --- | --- | ---: | ---: | ---: |",
+        "\"Per request\" is the loaded window minus an idle window of the same length (what runs by the"
+        " clock, such as the metric export, cancels out); \"gross\" is the loaded window alone.",
+        "",
+        "| workload | telemetry | requests | instructions / request | gross | on / off |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
     for name, _ in workloads:
         if (name, "off") not in instructions:
             continue
-        off = instructions[(name, "off")]["instructions"]
         for mode in modes:
             measured = instructions[(name, mode)]
-            ratio = "" if mode == "off" else f"{measured['instructions'] / off:.3f}"
-            lines.append(f"| {name} | {mode} | {measured['requests']:,} | {measured['instructions']:,.0f} | {ratio} |")
-    return lines + profile_table(instructions, workloads, modes)
+            off = instructions[(name, off_of(mode))]["instructions"]
+            ratio = "" if mode.startswith("off") else f"{measured['instructions'] / off:.3f}"
+            lines.append(f"| {name} | {mode} | {measured['requests']:,} | {measured['instructions']:,.0f} |"
+                         f" {measured['gross']:,.0f} | {ratio} |")
+    return lines + profile_table(instructions, workloads, modes) + stages_table(instructions, workloads, modes)
+
+
+def stages_table(instructions, workloads, modes):
+    """Telemetry's stages (instructions.STAGES), per request, for the first workload measured."""
+    name = next((n for n, _ in workloads if (n, "off") in instructions), None)
+    if name is None:
+        return []
+    on_modes = [m for m in modes if not m.startswith("off")]
+    measured = {k for m in on_modes for k in instructions[(name, m)].get("stages", {})}
+    stages = [stage for stage, _ in STAGES if stage in measured]
+    if not stages:
+        return []
+    lines = [
+        "",
+        f"### Telemetry by stage: {name}, inclusive instructions per request",
+        "",
+        "| stage | " + " | ".join(on_modes) + " |",
+        "| --- |" + " ---: |" * len(on_modes),
+    ]
+    for stage in stages:
+        cells = [instructions[(name, m)].get("stages", {}).get(stage) for m in on_modes]
+        lines.append(f"| {stage} | " + " | ".join("-" if c is None else f"{c:,.0f}" for c in cells) + " |")
+    return lines
 
 
 def profile_table(instructions, workloads, modes, rows=12):
@@ -130,9 +205,9 @@ def profile_table(instructions, workloads, modes, rows=12):
     profiles = {mode: instructions[(name, mode)]["profile"] for mode in modes}
     groups = set().union(*profiles.values())
     # Sorted by what telemetry adds: the top rows are where its instructions go.
-    on_modes = [m for m in modes if m != "off"] or modes
+    on_modes = [m for m in modes if not m.startswith("off")] or modes
     def added(group):
-        return max(profiles[m].get(group, 0) for m in on_modes) - profiles["off"].get(group, 0)
+        return max(profiles[m].get(group, 0) - profiles[off_of(m)].get(group, 0) for m in on_modes)
     ordered = sorted(groups, key=added, reverse=True)[:rows]
     lines = [
         "",

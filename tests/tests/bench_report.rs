@@ -111,3 +111,58 @@ fn the_bench_reads_the_sdks_drop_reports() {
         "{'spans': 0, 'logs': 0}"
     );
 }
+
+/// bench/report.py's tables for measurements made up here: `off`, `grpc`, and the same two
+/// of a `--baseline` build.
+fn report_of(script: &str) -> String {
+    let output = Command::new("python3")
+        .current_dir(workspace_root().join("bench"))
+        .args(["-c", script])
+        .output()
+        .expect("python3 runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+const BASELINE_RUN: &str = r#"
+import types
+from report import report
+def run(app_us, rss=20.0):
+    return {"rps": 1000.0, "p50": 1.0, "p99": 2.0, "errors": 0, "app_us": app_us, "pg_us": 10.0,
+            "collector_us": 1.0, "backends_us": 1.0, "rss": rss, "dropped": {"spans": 0, "logs": 0}}
+modes = ["off", "grpc", "off (baseline)", "grpc (baseline)"]
+results = {("GET by id", "off"): [run(40.0)], ("GET by id", "grpc"): [run(42.0)],
+           ("GET by id", "off (baseline)"): [run(50.0)], ("GET by id", "grpc (baseline)"): [run(60.0, rss=99.0)]}
+args = types.SimpleNamespace(connections=32, threads=2, duration=10, warmup=3, runs=1)
+print(report(results, [("GET by id", "get_by_id.lua")], modes, [], [], {}, args))
+"#;
+
+#[test]
+fn a_baseline_builds_cost_is_measured_against_its_own_off_run() {
+    let text = report_of(BASELINE_RUN);
+    // The current build: 42 over 40; the baseline: 60 over its own 50, not over 40.
+    assert!(
+        text.contains("| GET by id | grpc | 40.0 | 42.0 | +2.0 | +5.0% | 1.05 | <= 1.10 met |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| GET by id | grpc (baseline) | 50.0 | 60.0 | +10.0 | +20.0% | 1.20 | (baseline) |"),
+        "{text}"
+    );
+    // The targets hold the build being measured: the baseline's 99 MB is not held against it.
+    assert!(text.contains("| RSS after the runs (max) | 20.0 MB | < 32.0 MB | met |"), "{text}");
+    // Before and after side by side: service CPU 60 -> 42 us (-30%).
+    assert!(text.contains("| GET by id | grpc | 60.0 | 42.0 | -30.0% |"), "{text}");
+}
+
+#[test]
+fn the_baseline_check_sees_a_baseline_compared_with_the_current_off_run() {
+    // The broken pairing: the baseline's on run over the current build's off run.
+    let broken = BASELINE_RUN.replace(
+        "from report import report",
+        "import report as r\nr.off_of = lambda mode: \"off\"\nfrom report import report",
+    );
+    let text = report_of(&broken);
+    assert!(!text.contains("| GET by id | grpc (baseline) | 50.0 | 60.0 |"), "{text}");
+    assert!(text.contains("| GET by id | grpc (baseline) | 40.0 | 60.0 |"), "{text}");
+}
