@@ -2,10 +2,15 @@
 //! `http.server.request.duration` histogram, following the stable HTTP semantic
 //! conventions. The route comes from [`crate::routes::ResolveRoute`], which runs first.
 
-use std::{sync::OnceLock, time::Instant};
+use std::{
+    cell::RefCell,
+    net::IpAddr,
+    sync::{Arc, OnceLock, RwLock},
+    time::Instant,
+};
 
 use opentelemetry::{
-    KeyValue, global,
+    KeyValue, StringValue, global,
     metrics::{Histogram, Meter},
     trace::{FutureExt, SpanKind, Status, TraceContextExt, Tracer},
 };
@@ -96,19 +101,27 @@ impl<E: Endpoint> Endpoint for HttpTelemetryEndpoint<E> {
         span.end();
 
         if let Some(histogram) = REQUEST_DURATION.get() {
-            let mut attributes = vec![
+            // On the stack rather than in a Vec, and in one order for every request (the
+            // SDK finds a stream it has seen by hashing the slice as given).
+            let unused = || KeyValue::new("", "");
+            let mut attributes = [
                 KeyValue::new(semconv::HTTP_REQUEST_METHOD, method),
                 KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, i64::from(status)),
                 KeyValue::new(semconv::URL_SCHEME, "http"),
                 KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, protocol),
+                unused(),
+                unused(),
             ];
+            let mut len = 4;
             if let Some(route) = route {
-                attributes.push(KeyValue::new(semconv::HTTP_ROUTE, route.template));
+                attributes[len] = KeyValue::new(semconv::HTTP_ROUTE, route.template);
+                len += 1;
             }
             if status >= 500 {
-                attributes.push(KeyValue::new(semconv::ERROR_TYPE, status.to_string()));
+                attributes[len] = KeyValue::new(semconv::ERROR_TYPE, status.to_string());
+                len += 1;
             }
-            histogram.record(started.elapsed().as_secs_f64(), &attributes);
+            histogram.record(started.elapsed().as_secs_f64(), &attributes[..len]);
         }
         Ok(response)
     }
@@ -117,16 +130,36 @@ impl<E: Endpoint> Endpoint for HttpTelemetryEndpoint<E> {
 /// `{method} {route}`, or just `{method}` when no route matched (the conventions forbid
 /// putting the raw path in the name: it would explode cardinality). A method outside the
 /// known set is named `HTTP`, as the conventions ask, not `_OTHER`.
-fn span_name(method: &'static str, route: Option<MatchedRoute>) -> String {
+///
+/// Each name is made once and kept: methods are the known ones (else `HTTP`) and routes
+/// the service's own templates, so there are a few dozen at most, and a span borrows its
+/// name instead of formatting it on every request.
+fn span_name(method: &'static str, route: Option<MatchedRoute>) -> &'static str {
     let method = if method == OTHER_METHOD {
         "HTTP"
     } else {
         method
     };
-    match route {
-        Some(route) => format!("{method} {}", route.template),
-        None => method.to_owned(),
+    let Some(route) = route else {
+        return method;
+    };
+    static NAMES: RwLock<Vec<(&str, &str, &str)>> = RwLock::new(Vec::new());
+    let find = |names: &[(&str, &'static str, &'static str)]| {
+        names
+            .iter()
+            .find(|(m, template, _)| *m == method && *template == route.template)
+            .map(|(_, _, name)| *name)
+    };
+    if let Some(name) = find(&NAMES.read().unwrap_or_else(|e| e.into_inner())) {
+        return name;
     }
+    let mut names = NAMES.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(name) = find(&names) {
+        return name;
+    }
+    let name: &'static str = Box::leak(format!("{method} {}", route.template).into_boxed_str());
+    names.push((method, route.template, name));
+    name
 }
 
 /// `http.request.method` of a method the conventions do not list.
@@ -179,7 +212,7 @@ fn request_attributes(
     if let Some(peer) = req.remote_addr().as_socket_addr() {
         // The socket's peer is the client: the service trusts no proxy header
         // (`Forwarded`, `X-Forwarded-For`), which any client could set.
-        let ip = peer.ip().to_canonical().to_string();
+        let ip = RECENT.with(|recent| recent.peer(peer.ip().to_canonical()));
         attributes.push(KeyValue::new(semconv::CLIENT_ADDRESS, ip.clone()));
         attributes.push(KeyValue::new(semconv::NETWORK_PEER_ADDRESS, ip));
         attributes.push(KeyValue::new(
@@ -196,9 +229,58 @@ fn request_attributes(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
     {
-        attributes.push(KeyValue::new(semconv::USER_AGENT_ORIGINAL, capped(agent)));
+        let agent = RECENT.with(|recent| Recent::text(&recent.user_agent, agent));
+        attributes.push(KeyValue::new(semconv::USER_AGENT_ORIGINAL, agent));
     }
     attributes
+}
+
+/// The last client address, `Host` and `User-Agent` each request thread saw, as shared
+/// strings: one client sends the same ones request after request, and a shared string is
+/// neither formatted nor copied again for the next span (a span batch's exporter clones
+/// every span it sends over gRPC). One entry per value and thread, so nothing grows.
+struct Recent {
+    peer: RefCell<Option<(IpAddr, StringValue)>>,
+    host: RefCell<Option<StringValue>>,
+    user_agent: RefCell<Option<StringValue>>,
+}
+
+thread_local! {
+    static RECENT: Recent = const {
+        Recent {
+            peer: RefCell::new(None),
+            host: RefCell::new(None),
+            user_agent: RefCell::new(None),
+        }
+    };
+}
+
+impl Recent {
+    fn peer(&self, ip: IpAddr) -> StringValue {
+        let mut slot = self.peer.borrow_mut();
+        match &*slot {
+            Some((seen, value)) if *seen == ip => value.clone(),
+            _ => {
+                let value = StringValue::from(Arc::<str>::from(ip.to_string()));
+                *slot = Some((ip, value.clone()));
+                value
+            }
+        }
+    }
+
+    /// `text`, capped to [`MAX_ATTRIBUTE_CHARS`], from `slot` when it holds the same.
+    fn text(slot: &RefCell<Option<StringValue>>, text: &str) -> StringValue {
+        let text = capped_str(text);
+        let mut slot = slot.borrow_mut();
+        match &*slot {
+            Some(value) if value.as_str() == text => value.clone(),
+            _ => {
+                let value = StringValue::from(Arc::<str>::from(text));
+                *slot = Some(value.clone());
+                value
+            }
+        }
+    }
 }
 
 /// Longest value, in characters, of an attribute copied from the request. A client
@@ -208,15 +290,23 @@ pub const MAX_ATTRIBUTE_CHARS: usize = 1024;
 
 /// `text`, cut to [`MAX_ATTRIBUTE_CHARS`] characters.
 fn capped(text: &str) -> String {
+    capped_str(text).to_owned()
+}
+
+fn capped_str(text: &str) -> &str {
+    // No more bytes than the limit: no more characters either, without counting them.
+    if text.len() <= MAX_ATTRIBUTE_CHARS {
+        return text;
+    }
     match text.char_indices().nth(MAX_ATTRIBUTE_CHARS) {
-        Some((cut, _)) => text[..cut].to_owned(),
-        None => text.to_owned(),
+        Some((cut, _)) => &text[..cut],
+        None => text,
     }
 }
 
 /// `server.address`/`server.port` as the client addressed them (the Host header), falling
 /// back to the socket the request arrived on.
-fn server_address(req: &Request) -> (Option<String>, Option<u16>) {
+fn server_address(req: &Request) -> (Option<StringValue>, Option<u16>) {
     if let Some(host) = req
         .headers()
         .get(header::HOST)
@@ -233,13 +323,11 @@ fn server_address(req: &Request) -> (Option<String>, Option<u16>) {
                 None => (host, None),
             },
         };
-        return (
-            Some(capped(address)),
-            port.and_then(|port| port.parse().ok()),
-        );
+        let address = RECENT.with(|recent| Recent::text(&recent.host, address));
+        return (Some(address), port.and_then(|port| port.parse().ok()));
     }
     match req.local_addr().as_socket_addr() {
-        Some(addr) => (Some(addr.ip().to_string()), Some(addr.port())),
+        Some(addr) => (Some(addr.ip().to_string().into()), Some(addr.port())),
         None => (None, None),
     }
 }
@@ -286,6 +374,30 @@ mod tests {
         assert_eq!(capped("curl/8.5"), "curl/8.5");
         let long = "é".repeat(MAX_ATTRIBUTE_CHARS + 10);
         assert_eq!(capped(&long).chars().count(), MAX_ATTRIBUTE_CHARS);
+        // More bytes than the limit but fewer characters: kept whole.
+        let wide = "é".repeat(MAX_ATTRIBUTE_CHARS - 1);
+        assert_eq!(capped(&wide), wide);
+    }
+
+    #[test]
+    fn repeated_request_values_are_shared_and_a_new_one_replaces_them() {
+        let slot = RefCell::new(None);
+        let first = Recent::text(&slot, "curl/8.5");
+        let again = Recent::text(&slot, "curl/8.5");
+        assert!(std::ptr::eq(first.as_str(), again.as_str()));
+        assert_eq!(Recent::text(&slot, "wrk").as_str(), "wrk");
+        let long = "a".repeat(MAX_ATTRIBUTE_CHARS + 5);
+        assert_eq!(Recent::text(&slot, &long).as_str().len(), MAX_ATTRIBUTE_CHARS);
+
+        let recent = Recent {
+            peer: RefCell::new(None),
+            host: RefCell::new(None),
+            user_agent: RefCell::new(None),
+        };
+        let local = IpAddr::from([127, 0, 0, 1]);
+        assert_eq!(recent.peer(local).as_str(), "127.0.0.1");
+        assert!(std::ptr::eq(recent.peer(local).as_str(), recent.peer(local).as_str()));
+        assert_eq!(recent.peer(IpAddr::from([10, 0, 0, 2])).as_str(), "10.0.0.2");
     }
 
     #[test]
@@ -312,6 +424,12 @@ mod tests {
         assert_eq!(span_name(OTHER_METHOD, Some(route)), "HTTP /api/v1/todos");
         assert_eq!(span_name(OTHER_METHOD, None), "HTTP");
         assert_eq!(span_name("GET", Some(route)), "GET /api/v1/todos");
+        // Made once: the second request's span borrows the first one's name.
+        assert!(std::ptr::eq(
+            span_name("GET", Some(route)),
+            span_name("GET", Some(route))
+        ));
+        assert_eq!(span_name("POST", Some(route)), "POST /api/v1/todos");
         assert_eq!(
             known_method(&Method::from_bytes(b"PURGE").unwrap()),
             OTHER_METHOD

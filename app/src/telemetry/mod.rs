@@ -43,6 +43,25 @@ const SCOPE: &str = "todo-api";
 static SERVICE_NAME: OnceLock<String> = OnceLock::new();
 static SCOPE_WITH_SCHEMA: OnceLock<InstrumentationScope> = OnceLock::new();
 static TRACER: OnceLock<SdkTracer> = OnceLock::new();
+static EXPORT_RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+
+/// The Tokio runtime the gRPC exporters run on: one thread of its own, not the request
+/// runtime. tonic spawns its channel's worker and HTTP/2 connection on the runtime it is
+/// built in, and that connection task encodes each batch (a few milliseconds for 512
+/// spans) - on a request worker, every request queued behind it would wait. Kept for
+/// the life of the process (a static is never dropped, so it cannot be dropped inside
+/// the request runtime either).
+fn export_runtime() -> anyhow::Result<&'static tokio::runtime::Runtime> {
+    if let Some(runtime) = EXPORT_RUNTIME.get() {
+        return Ok(runtime);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("otel-export")
+        .enable_all()
+        .build()?;
+    Ok(EXPORT_RUNTIME.get_or_init(|| runtime))
+}
 
 /// The SDK providers, kept to flush and shut them down on exit.
 #[derive(Default)]
@@ -67,6 +86,8 @@ pub fn init() -> anyhow::Result<Telemetry> {
     let disabled = var("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let mut telemetry = Telemetry::default();
     if !disabled {
+        // Whatever the exporters spawn (the gRPC ones, their channels) goes there.
+        let _export_runtime = export_runtime()?.enter();
         telemetry.tracer_provider = tracer_provider(&resource)?;
         telemetry.meter_provider = meter_provider(&resource)?;
         telemetry.logger_provider = logger_provider(&resource)?;
