@@ -8,6 +8,8 @@ mod exporters;
 pub mod http;
 mod logs;
 pub mod otlp_env;
+mod span_encoding;
+mod span_export;
 mod transport;
 
 use std::{
@@ -33,7 +35,8 @@ use tracing_subscriber::{
 use crate::config::var;
 use exporters::{ExporterKind, WarnOnce, otlp_exporter};
 use logs::BridgeFixes;
-use otlp_env::{OtlpSettings, Signal};
+use otlp_env::{OtlpSettings, Protocol, Signal};
+use span_export::OtlpSpanExporter;
 use transport::Verdict;
 
 const DEFAULT_SERVICE_NAME: &str = "todo-api";
@@ -203,10 +206,23 @@ fn tracer_provider(resource: &Resource) -> anyhow::Result<Option<SdkTracerProvid
                 .build(),
         ),
         ExporterKind::Otlp => {
+            // The service's own span exporter (span_export.rs says why); metrics and logs
+            // use opentelemetry-otlp's.
             let settings = OtlpSettings::from_env(Signal::Traces)?;
             let verdict = Arc::new(Verdict::default());
-            let exporter =
-                otlp_exporter!(opentelemetry_otlp::SpanExporter::builder(), &settings, &verdict);
+            let exporter = match settings.protocol {
+                Protocol::HttpProtobuf => OtlpSpanExporter::http(
+                    &settings,
+                    transport::http_client(&settings, verdict.clone())?,
+                )?,
+                Protocol::Grpc => {
+                    let tls = settings.endpoint.as_deref().filter(|_| settings.uses_tls());
+                    let channel = tls
+                        .map(|endpoint| transport::grpc_channel(&settings, endpoint, verdict.clone()))
+                        .transpose()?;
+                    OtlpSpanExporter::grpc(&settings, channel)?
+                }
+            };
             Some(
                 builder
                     .with_batch_exporter(WarnOnce::new("traces", exporter, verdict))

@@ -111,6 +111,28 @@ impl OtlpSettings {
         })
     }
 
+    /// The per-signal endpoint alone (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`...), which
+    /// OTLP/HTTP uses as given; the general one gets the signal's path appended.
+    pub fn endpoint_for_signal(&self) -> Option<String> {
+        var(&format!("OTEL_EXPORTER_OTLP_{}ENDPOINT", self.signal.infix()))
+    }
+
+    /// The headers sent with every export (checked by [`Self::from_env`]).
+    pub fn headers(&self) -> anyhow::Result<Vec<(http::HeaderName, http::HeaderValue)>> {
+        match self.signal.lookup("HEADERS") {
+            (name, Some(list)) => parse_headers(&list).with_context(|| format!("{name} is not valid")),
+            (_, None) => Ok(Vec::new()),
+        }
+    }
+
+    /// Whether exports are gzip-compressed (`..._COMPRESSION=gzip`).
+    pub fn gzip(&self) -> bool {
+        self.signal
+            .lookup("COMPRESSION")
+            .1
+            .is_some_and(|value| value.trim() == "gzip")
+    }
+
     pub fn uses_tls(&self) -> bool {
         self.endpoint
             .as_deref()
