@@ -286,7 +286,7 @@ fn start_up_failure(env: &[(&str, &str)]) -> String {
 #[test]
 fn a_misconfiguration_is_one_line_naming_the_variable() {
     let missing = "/nonexistent/otel-lab/ca.pem";
-    let cases: [(&[(&str, &str)], &str); 7] = [
+    let cases: [(&[(&str, &str)], &str); 9] = [
         (
             &[("OTEL_EXPORTER_OTLP_HEADERS", "x-team=a,Bearer-s3cr3t")],
             "OTEL_EXPORTER_OTLP_HEADERS",
@@ -311,6 +311,17 @@ fn a_misconfiguration_is_one_line_naming_the_variable() {
         (
             &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/xml")],
             "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ),
+        (
+            &[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://collector:4318/v1/tra ces")],
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        ),
+        (
+            &[
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:43 17"),
+            ],
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
         ),
     ];
     for (env, variable) in cases {

@@ -106,6 +106,12 @@ struct Store {
     required: Option<String>,
     refused: AtomicUsize,
     gzipped: AtomicUsize,
+    /// Trace exports still to be answered with a failure before any is accepted.
+    failing_traces: AtomicUsize,
+    /// Whether that failure is one the OTLP specification says to retry (HTTP 503, gRPC
+    /// UNAVAILABLE) or a final one (HTTP 400, gRPC INVALID_ARGUMENT).
+    failure_is_retryable: bool,
+    trace_attempts: AtomicUsize,
 }
 
 impl Store {
@@ -119,6 +125,15 @@ impl Store {
             self.refused.fetch_add(1, Ordering::SeqCst);
         }
         admitted
+    }
+
+    /// Counts a trace export; `Some(retryable)` when it is to be answered with a failure.
+    fn trace_attempt(&self) -> Option<bool> {
+        self.trace_attempts.fetch_add(1, Ordering::SeqCst);
+        self.failing_traces
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1))
+            .ok()
+            .map(|_| self.failure_is_retryable)
     }
 }
 
@@ -153,6 +168,22 @@ impl OtlpReceiver {
             ..Store::default()
         })
         .await
+    }
+
+    /// A receiver that answers the first `times` trace exports with a failure, retryable
+    /// or final by the OTLP specification, then accepts them.
+    pub async fn start_failing_traces(times: usize, retryable: bool) -> Self {
+        Self::start_with(Store {
+            failing_traces: AtomicUsize::new(times),
+            failure_is_retryable: retryable,
+            ..Store::default()
+        })
+        .await
+    }
+
+    /// Trace export requests received, failed ones included.
+    pub fn trace_attempts(&self) -> usize {
+        self.store.trace_attempts.load(Ordering::SeqCst)
     }
 
     async fn start_with(store: Store) -> Self {
@@ -326,6 +357,11 @@ impl TraceService for Grpc {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        match self.0.trace_attempt() {
+            Some(true) => return Err(tonic::Status::unavailable("try again")),
+            Some(false) => return Err(tonic::Status::invalid_argument("not this")),
+            None => {}
+        }
         self.0
             .traces
             .lock()
@@ -399,6 +435,16 @@ async fn serve_http(listener: tokio::net::TcpListener, store: Arc<Store>) {
         } else {
             body
         };
+        if signal == "traces"
+            && let Some(retryable) = store.trace_attempt()
+        {
+            let status = if retryable {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            return poem::Response::builder().status(status).finish();
+        }
         let accepted = match signal.as_str() {
             "traces" => ExportTraceServiceRequest::decode(body.as_ref())
                 .map(|request| store.traces.lock().expect("lock").push(request))

@@ -117,6 +117,11 @@ impl OtlpSettings {
         var(&format!("OTEL_EXPORTER_OTLP_{}ENDPOINT", self.signal.infix()))
     }
 
+    /// The variable the endpoint came from (per-signal, else general), for messages.
+    pub fn endpoint_variable(&self) -> String {
+        self.signal.lookup("ENDPOINT").0
+    }
+
     /// The headers sent with every export (checked by [`Self::from_env`]).
     pub fn headers(&self) -> anyhow::Result<Vec<(http::HeaderName, http::HeaderValue)>> {
         match self.signal.lookup("HEADERS") {

@@ -69,10 +69,9 @@ impl OtlpSpanExporter {
                 None => "http://localhost:4318/v1/traces".to_owned(),
             },
         };
-        let url = url
-            .trim()
-            .parse()
-            .with_context(|| format!("{url:?} is not a valid OTLP/HTTP endpoint"))?;
+        let url = url.trim().parse().with_context(|| {
+            format!("{} is not a valid OTLP/HTTP endpoint", settings.endpoint_variable())
+        })?;
         Self::new(settings, Transport::Http { client, url })
     }
 
@@ -88,8 +87,10 @@ impl OtlpSpanExporter {
                     .unwrap_or("http://localhost:4317")
                     .trim()
                     .to_owned();
-                tonic::transport::Endpoint::from_shared(endpoint.clone())
-                    .with_context(|| format!("{endpoint:?} is not a valid gRPC endpoint"))?
+                tonic::transport::Endpoint::from_shared(endpoint)
+                    .with_context(|| {
+                        format!("{} is not a valid gRPC endpoint", settings.endpoint_variable())
+                    })?
                     .timeout(settings.timeout)
                     .connect_timeout(settings.timeout)
                     .connect_lazy()
