@@ -106,21 +106,24 @@ def group_of(function, obj):
     return obj or "other"
 
 
-def self_cost_by_group(dump, requests):
-    """Self instructions per request, summed per crate (the profile's coarse view)."""
+def annotated(dump, inclusive):
+    """(instructions, function, object file) of each function row of callgrind_annotate's
+    report of `dump`, self cost or inclusive."""
     output = subprocess.run(
-        ["callgrind_annotate", "--threshold=100", "--inclusive=no", str(dump)],
+        ["callgrind_annotate", "--threshold=100", f"--inclusive={'yes' if inclusive else 'no'}", str(dump)],
         check=True, capture_output=True, text=True,
     ).stdout
-    groups = {}
     for line in output.splitlines():
         match = ANNOTATED.match(line)
-        if not match or match.group(3).startswith("*"):
-            continue
-        count = int(match.group(1).replace(",", ""))
-        if "PROGRAM TOTALS" in line:
-            continue
-        group = group_of(match.group(3), match.group(4))
+        if match and "PROGRAM TOTALS" not in line and not match.group(3).startswith("*"):
+            yield int(match.group(1).replace(",", "")), match.group(3), match.group(4)
+
+
+def self_cost_by_group(dump, requests):
+    """Self instructions per request, summed per crate (the profile's coarse view)."""
+    groups = {}
+    for count, function, obj in annotated(dump, inclusive=False):
+        group = group_of(function, obj)
         groups[group] = groups.get(group, 0) + count / requests
     return groups
 
@@ -133,30 +136,25 @@ STAGES = [
     ("histogram records (SDK: attribute-set lookup)", "opentelemetry_sdk::metrics::internal::ValueMap<A>::measure"),
     ("span batch export, all of it (SDK batch thread)",
      "opentelemetry_sdk::trace::span_processor::BatchSpanProcessor::get_spans_and_export"),
+    ("- OTLP encoding straight from the spans (app/src/telemetry/span_encoding.rs)",
+     "todo_api::telemetry::span_encoding::Encoder::encode"),
     ("- SpanData to OTLP structs (opentelemetry-proto)",
      "opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope"),
-    ("- protobuf encoding, HTTP (prost)", "prost::message::Message::encode_to_vec"),
+    ("- protobuf encoding over HTTP (prost)", "prost::message::Message::encode_to_vec"),
     ("- dropping the OTLP structs", "core::ptr::drop_in_place<opentelemetry_proto::proto::tonic::trace::v1::ResourceSpans>"),
-    ("protobuf encoding, gRPC (prost, in tonic's connection task)",
+    ("protobuf encoding over gRPC (prost, in tonic's connection task)",
      "<tonic_prost::codec::ProstEncoder<T> as tonic::codec::Encoder>::encode"),
 ]
 
 
 def stage_costs(dump, requests):
-    """Inclusive instructions per request of each of STAGES' functions in `dump`."""
-    output = subprocess.run(
-        ["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(dump)],
-        check=True, capture_output=True, text=True,
-    ).stdout
+    """Inclusive instructions per request of each of STAGES' functions in `dump` (the
+    rows that name their object file: the function itself, not a line inlined elsewhere)."""
     costs = {}
-    for line in output.splitlines():
-        match = ANNOTATED.match(line)
-        if not match or not match.group(4):
-            continue
-        for name, function in STAGES:
-            if match.group(3).endswith(function):
-                count = int(match.group(1).replace(",", "")) / requests
-                costs[name] = max(costs.get(name, 0), count)
+    for count, function, obj in annotated(dump, inclusive=True):
+        for name, stage_function in STAGES:
+            if obj and function.endswith(stage_function):
+                costs[name] = max(costs.get(name, 0), count / requests)
     return costs
 
 
