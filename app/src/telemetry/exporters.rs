@@ -43,7 +43,8 @@ impl ExporterKind {
 
 /// Builds the OTLP exporter of one signal from its [`OtlpSettings`]: OTLP/HTTP always
 /// through the service's own client, gRPC through its own TLS channel for `https://`.
-/// (The three signals' builders share the methods but no trait that builds.)
+/// Metrics and logs use it; spans have the service's own exporter (`span_export`).
+/// (The signals' builders share the methods but no trait that builds.)
 macro_rules! otlp_exporter {
     ($builder:expr, $settings:expr, $verdict:expr) => {{
         use opentelemetry_otlp::{WithHttpConfig as _, WithTonicConfig as _};

@@ -1,6 +1,7 @@
 //! All of the service's instrumentation lives here: the SDK set-up driven by the standard
-//! `OTEL_*` variables, the HTTP middleware (server spans + request duration metric) and
-//! the database client spans. Handlers contain no telemetry code.
+//! `OTEL_*` variables, the HTTP middleware (server spans + request duration metric), the
+//! database client spans and the OTLP span exporter (`span_export`, `span_encoding`).
+//! Handlers contain no telemetry code.
 
 pub mod baggage;
 pub mod db;
