@@ -18,10 +18,10 @@ use poem_openapi::{
 };
 use serde_json::{Value, error::Category};
 
-use crate::problem::{ApiError, FieldError};
-
-/// The pattern the string fields carry: Postgres `text` cannot store U+0000.
-pub const NO_NUL_PATTERN: &str = r"^[^\x00]*$";
+use crate::{
+    problem::{ApiError, FieldError},
+    text::{NO_NUL_MESSAGE, NO_NUL_PATTERN},
+};
 
 /// A JSON request body, parsed and checked as described in the module documentation.
 #[derive(Debug)]
@@ -175,7 +175,7 @@ fn string_error(text: &str, schema: &MetaSchema) -> Option<String> {
         return None;
     }
     Some(if pattern == NO_NUL_PATTERN {
-        "must not contain NUL characters (U+0000)".to_owned()
+        NO_NUL_MESSAGE.to_owned()
     } else {
         format!("must match the pattern {pattern}")
     })
