@@ -5,7 +5,8 @@
 //! cannot store U+0000: the type refuses it as a 400 (and its schema says so with a
 //! `pattern`) instead of a 500 from the database. The rule lives in the type rather than
 //! in a `validator(pattern = ..)` attribute because poem-openapi's pattern validator
-//! compiles its regex again on every check: that was nine tenths of the CPU of a POST.
+//! compiles its regex again on every check: that was nine tenths of a POST's
+//! instructions.
 
 use std::borrow::Cow;
 
