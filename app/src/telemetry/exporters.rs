@@ -56,13 +56,11 @@ macro_rules! otlp_exporter {
                 .with_http()
                 .with_http_client(transport::http_client(settings, verdict.clone())?)
                 .build()?,
-            Protocol::Grpc => match settings.endpoint.as_deref().filter(|_| settings.uses_tls()) {
-                Some(endpoint) => $builder
-                    .with_tonic()
-                    .with_channel(transport::grpc_channel(settings, endpoint, verdict.clone())?)
-                    .build()?,
-                None => $builder.with_tonic().build()?,
-            },
+            Protocol::Grpc if settings.uses_tls() => $builder
+                .with_tonic()
+                .with_channel(transport::grpc_channel(settings, verdict.clone())?)
+                .build()?,
+            Protocol::Grpc => $builder.with_tonic().build()?,
         }
     }};
 }

@@ -216,13 +216,10 @@ fn tracer_provider(resource: &Resource) -> anyhow::Result<Option<SdkTracerProvid
                     &settings,
                     transport::http_client(&settings, verdict.clone())?,
                 )?,
-                Protocol::Grpc => {
-                    let tls = settings.endpoint.as_deref().filter(|_| settings.uses_tls());
-                    let channel = tls
-                        .map(|endpoint| transport::grpc_channel(&settings, endpoint, verdict.clone()))
-                        .transpose()?;
-                    OtlpSpanExporter::grpc(&settings, channel)?
-                }
+                Protocol::Grpc => OtlpSpanExporter::grpc(
+                    &settings,
+                    transport::grpc_channel(&settings, verdict.clone())?,
+                )?,
             };
             let processor = BatchSpanProcessor::builder(WarnOnce::new("traces", exporter, verdict))
                 .with_batch_config(span_batch_config())

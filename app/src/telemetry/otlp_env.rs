@@ -94,18 +94,21 @@ pub struct OtlpSettings {
     pub endpoint: Option<String>,
     pub timeout: Duration,
     pub tls: TlsFiles,
+    /// Whether exports are gzip-compressed (`..._COMPRESSION=gzip`).
+    pub gzip: bool,
 }
 
 impl OtlpSettings {
     pub fn from_env(signal: Signal) -> anyhow::Result<Self> {
         let protocol = protocol(signal)?;
-        check_headers(signal)?;
-        check_compression(signal)?;
+        signal_headers(signal)?;
+        let gzip = gzip(signal)?;
         let (_, endpoint) = signal.lookup("ENDPOINT");
         Ok(Self {
             signal,
             protocol,
             endpoint,
+            gzip,
             timeout: timeout(signal)?,
             tls: tls_files(signal)?,
         })
@@ -124,18 +127,7 @@ impl OtlpSettings {
 
     /// The headers sent with every export (checked by [`Self::from_env`]).
     pub fn headers(&self) -> anyhow::Result<Vec<(http::HeaderName, http::HeaderValue)>> {
-        match self.signal.lookup("HEADERS") {
-            (name, Some(list)) => parse_headers(&list).with_context(|| format!("{name} is not valid")),
-            (_, None) => Ok(Vec::new()),
-        }
-    }
-
-    /// Whether exports are gzip-compressed (`..._COMPRESSION=gzip`).
-    pub fn gzip(&self) -> bool {
-        self.signal
-            .lookup("COMPRESSION")
-            .1
-            .is_some_and(|value| value.trim() == "gzip")
+        signal_headers(self.signal)
     }
 
     pub fn uses_tls(&self) -> bool {
@@ -167,25 +159,26 @@ fn timeout(signal: Signal) -> anyhow::Result<Duration> {
     }
 }
 
-/// `gzip` is built in; `zstd` would need a C library the build does not carry.
-fn check_compression(signal: Signal) -> anyhow::Result<()> {
+/// Whether the compression is gzip. `gzip` is built in; `zstd` would need a C library
+/// the build does not carry.
+fn gzip(signal: Signal) -> anyhow::Result<bool> {
     match signal.lookup("COMPRESSION") {
-        (_, None) => Ok(()),
+        (_, None) => Ok(false),
         (name, Some(value)) => match value.trim() {
-            "gzip" | "none" => Ok(()),
+            "gzip" => Ok(true),
+            "none" => Ok(false),
             other => bail!("{name}={other:?} is not supported (use gzip or none)"),
         },
     }
 }
 
-/// `key=value` pairs separated by commas, values URL-encoded (the spec's format). Only
-/// keys and positions appear in a message, never a value.
-fn check_headers(signal: Signal) -> anyhow::Result<()> {
-    let (name, Some(list)) = signal.lookup("HEADERS") else {
-        return Ok(());
-    };
-    parse_headers(&list).with_context(|| format!("{name} is not valid"))?;
-    Ok(())
+/// The signal's headers: `key=value` pairs separated by commas, values URL-encoded (the
+/// spec's format). Only keys and positions appear in a message, never a value.
+fn signal_headers(signal: Signal) -> anyhow::Result<Vec<(http::HeaderName, http::HeaderValue)>> {
+    match signal.lookup("HEADERS") {
+        (name, Some(list)) => parse_headers(&list).with_context(|| format!("{name} is not valid")),
+        (_, None) => Ok(Vec::new()),
+    }
 }
 
 /// The headers of a `OTEL_EXPORTER_OTLP_HEADERS` value, decoded.

@@ -75,27 +75,9 @@ impl OtlpSpanExporter {
         Self::new(settings, Transport::Http { client, url })
     }
 
-    /// Over gRPC on `channel` (plain, or the TLS channel of `transport::grpc_channel`).
-    pub fn grpc(settings: &OtlpSettings, channel: Option<Channel>) -> anyhow::Result<Self> {
+    /// Over gRPC on `channel` (`transport::grpc_channel`: plain, or TLS for `https://`).
+    pub fn grpc(settings: &OtlpSettings, channel: Channel) -> anyhow::Result<Self> {
         debug_assert_eq!(settings.protocol, Protocol::Grpc);
-        let channel = match channel {
-            Some(channel) => channel,
-            None => {
-                let endpoint = settings
-                    .endpoint
-                    .as_deref()
-                    .unwrap_or("http://localhost:4317")
-                    .trim()
-                    .to_owned();
-                tonic::transport::Endpoint::from_shared(endpoint)
-                    .with_context(|| {
-                        format!("{} is not a valid gRPC endpoint", settings.endpoint_variable())
-                    })?
-                    .timeout(settings.timeout)
-                    .connect_timeout(settings.timeout)
-                    .connect_lazy()
-            }
-        };
         let mut metadata = MetadataMap::new();
         for (name, value) in settings.headers()? {
             let key = MetadataKey::from_bytes(name.as_str().as_bytes())
@@ -114,7 +96,7 @@ impl OtlpSpanExporter {
                 Transport::Grpc { .. } => Vec::new(),
             },
             transport,
-            gzip: settings.gzip(),
+            gzip: settings.gzip,
             timeout: settings.timeout,
             resource: EncodedResource::default(),
             encoder: Mutex::default(),

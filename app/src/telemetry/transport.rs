@@ -117,20 +117,29 @@ impl HttpClient for ObservedHttp {
     }
 }
 
-/// A tonic channel for an `https://` gRPC endpoint whose TLS handshake is done here, with
-/// the same configuration as OTLP/HTTP and a typed view of its errors. (tonic's own TLS
-/// would need one of its TLS features; keep them off, or tonic's connector insists on
-/// doing TLS itself for `https://` URIs.)
+/// The gRPC endpoint of one signal (the default `http://localhost:4317` when none is set),
+/// with its timeouts; a malformed one is an error naming its variable.
+fn grpc_endpoint(settings: &OtlpSettings) -> anyhow::Result<tonic::transport::Endpoint> {
+    let endpoint = settings.endpoint.as_deref().unwrap_or("http://localhost:4317");
+    Ok(tonic::transport::Endpoint::from_shared(endpoint.trim().to_owned())
+        .with_context(|| format!("{} is not a valid gRPC endpoint", settings.endpoint_variable()))?
+        .timeout(settings.timeout)
+        .connect_timeout(settings.timeout))
+}
+
+/// A tonic channel for one signal's gRPC endpoint. For `https://` the TLS handshake is
+/// done here, with the same configuration as OTLP/HTTP and a typed view of its errors.
+/// (tonic's own TLS would need one of its TLS features; keep them off, or tonic's
+/// connector insists on doing TLS itself for `https://` URIs.)
 pub fn grpc_channel(
     settings: &OtlpSettings,
-    endpoint: &str,
     verdict: Arc<Verdict>,
 ) -> anyhow::Result<tonic::transport::Channel> {
+    let endpoint = grpc_endpoint(settings)?;
+    if !settings.uses_tls() {
+        return Ok(endpoint.connect_lazy());
+    }
     let config = Arc::new(client_config(settings, &[b"h2"])?);
-    let endpoint = tonic::transport::Endpoint::from_shared(endpoint.trim().to_owned())
-        .with_context(|| format!("{endpoint:?} is not a valid gRPC endpoint"))?
-        .timeout(settings.timeout)
-        .connect_timeout(settings.timeout);
     Ok(endpoint.connect_with_connector_lazy(TlsConnector { config, verdict }))
 }
 
