@@ -23,6 +23,11 @@ def off_of(mode):
     return "off" + BASELINE if is_baseline(mode) else "off"
 
 
+def is_off(mode):
+    """Telemetry off, of either build."""
+    return mode == off_of(mode)
+
+
 def is_baseline(mode):
     return mode.endswith(BASELINE)
 
@@ -32,7 +37,7 @@ def verdict(ok):
 
 
 def report(results, workloads, modes, ceiling, throttled, instructions, args):
-    on_modes = [mode for mode in modes if not mode.startswith("off")]
+    on_modes = [mode for mode in modes if not is_off(mode)]
     # The targets hold the build being measured; a --baseline build is there to compare.
     current_on = [mode for mode in on_modes if not is_baseline(mode)]
     lines = [
@@ -168,54 +173,51 @@ def instructions_table(instructions, workloads, modes):
         for mode in modes:
             measured = instructions[(name, mode)]
             off = instructions[(name, off_of(mode))]["instructions"]
-            ratio = "" if mode.startswith("off") else f"{measured['instructions'] / off:.3f}"
+            ratio = "" if is_off(mode) else f"{measured['instructions'] / off:.3f}"
             lines.append(f"| {name} | {mode} | {measured['requests']:,} | {measured['instructions']:,.0f} |"
                          f" {measured['gross']:,.0f} | {ratio} |")
     return lines + profile_table(instructions, workloads, modes) + stages_table(instructions, workloads, modes)
 
 
+def first_measured(instructions, workloads):
+    """The first workload whose instructions were counted (the profiles show one)."""
+    return next((n for n, _ in workloads if (n, "off") in instructions), None)
+
+
+def markdown_table(title, first_column, columns, rows):
+    """A titled table: `rows` are (label, cells), the cells already formatted."""
+    lines = ["", f"### {title}", "", f"| {first_column} | " + " | ".join(columns) + " |",
+             "| --- |" + " ---: |" * len(columns)]
+    lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
+    return lines
+
+
 def stages_table(instructions, workloads, modes):
     """Telemetry's stages (instructions.STAGES), per request, for the first workload measured."""
-    name = next((n for n, _ in workloads if (n, "off") in instructions), None)
+    name = first_measured(instructions, workloads)
     if name is None:
         return []
-    on_modes = [m for m in modes if not m.startswith("off")]
-    measured = {k for m in on_modes for k in instructions[(name, m)].get("stages", {})}
-    stages = [stage for stage, _ in STAGES if stage in measured]
+    on_modes = [m for m in modes if not is_off(m)]
+    stages_of = {m: instructions[(name, m)].get("stages", {}) for m in on_modes}
+    stages = [stage for stage, _ in STAGES if any(stage in measured for measured in stages_of.values())]
     if not stages:
         return []
-    lines = [
-        "",
-        f"### Telemetry by stage: {name}, inclusive instructions per request",
-        "",
-        "| stage | " + " | ".join(on_modes) + " |",
-        "| --- |" + " ---: |" * len(on_modes),
-    ]
-    for stage in stages:
-        cells = [instructions[(name, m)].get("stages", {}).get(stage) for m in on_modes]
-        lines.append(f"| {stage} | " + " | ".join("-" if c is None else f"{c:,.0f}" for c in cells) + " |")
-    return lines
+    rows = [(stage, ["-" if stage not in stages_of[m] else f"{stages_of[m][stage]:,.0f}" for m in on_modes])
+            for stage in stages]
+    return markdown_table(f"Telemetry by stage: {name}, inclusive instructions per request", "stage", on_modes, rows)
 
 
 def profile_table(instructions, workloads, modes, rows=12):
     """Self instructions per request by crate, for the first workload measured."""
-    name = next((n for n, _ in workloads if (n, "off") in instructions), None)
+    name = first_measured(instructions, workloads)
     if name is None:
         return []
     profiles = {mode: instructions[(name, mode)]["profile"] for mode in modes}
     groups = set().union(*profiles.values())
     # Sorted by what telemetry adds: the top rows are where its instructions go.
-    on_modes = [m for m in modes if not m.startswith("off")] or modes
+    on_modes = [m for m in modes if not is_off(m)] or modes
     def added(group):
         return max(profiles[m].get(group, 0) - profiles[off_of(m)].get(group, 0) for m in on_modes)
     ordered = sorted(groups, key=added, reverse=True)[:rows]
-    lines = [
-        "",
-        f"### Where the instructions go: {name}, self cost per request by crate",
-        "",
-        "| crate | " + " | ".join(modes) + " |",
-        "| --- |" + " ---: |" * len(modes),
-    ]
-    for group in ordered:
-        lines.append(f"| {group} | " + " | ".join(f"{profiles[m].get(group, 0):,.0f}" for m in modes) + " |")
-    return lines
+    table = [(group, [f"{profiles[m].get(group, 0):,.0f}" for m in modes]) for group in ordered]
+    return markdown_table(f"Where the instructions go: {name}, self cost per request by crate", "crate", modes, table)
