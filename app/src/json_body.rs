@@ -186,9 +186,11 @@ fn matches(pattern: &str, text: &str) -> bool {
     static COMPILED: LazyLock<Mutex<HashMap<String, Option<regex::Regex>>>> =
         LazyLock::new(Mutex::default);
     let mut compiled = COMPILED.lock().unwrap_or_else(|e| e.into_inner());
-    compiled
-        .entry(pattern.to_owned())
-        .or_insert_with(|| regex::Regex::new(pattern).ok())
+    // Looked up by `&str` first: the key is copied only the first time a pattern is seen.
+    if !compiled.contains_key(pattern) {
+        compiled.insert(pattern.to_owned(), regex::Regex::new(pattern).ok());
+    }
+    compiled[pattern]
         .as_ref()
         .is_none_or(|regex| regex.is_match(text))
 }
