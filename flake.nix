@@ -84,7 +84,9 @@
             go
             python3
             python3Packages.pip
-          ];
+          ]
+          # `just bench --instructions N`: callgrind (valgrind has no macOS build in nixpkgs)
+          ++ pkgs.lib.optionals pkgs.stdenv.hostPlatform.isLinux [ pkgs.valgrind ];
           # Lets rust-analyzer and `cargo doc` find the standard library sources.
           RUST_SRC_PATH = "${pkgs.rustPlatform.rustLibSrc}";
         };
