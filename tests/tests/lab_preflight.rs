@@ -153,7 +153,13 @@ fn relocated_lab_env(dir: &Path) -> (PathBuf, Vec<(String, u16)>) {
     for line in source.lines() {
         match line.split_once('=') {
             Some((key, _)) if settings.ports().unwrap().iter().any(|(k, _)| *k == key) => {
-                let port = lab_tests::postgres::free_port().expect("a free port");
+                // A port just released can be handed out again: each key gets its own.
+                let port = loop {
+                    let port = lab_tests::postgres::free_port().expect("a free port");
+                    if !ports.iter().any(|(_, taken)| *taken == port) {
+                        break port;
+                    }
+                };
                 ports.push((key.to_owned(), port));
                 text.push_str(&format!("{key}={port}\n"));
             }
